@@ -1,0 +1,3 @@
+from cyan.cli.main import app
+
+app()

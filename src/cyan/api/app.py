@@ -1,0 +1,35 @@
+"""The Particle-compatible HTTP API as one FastAPI app.
+
+``create_app`` only assembles: routes live in devices.py and events.py, auth in auth.py,
+every error shape in errors.py. Wiring the router's events into the bus
+(``router.add_listener(bus.publish)``) is the caller's job, done once where the router,
+bus and gateway are assembled, so that no event is delivered twice.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from cyan import __version__
+from cyan.api import devices, events
+from cyan.api.auth import ApiContext
+from cyan.api.errors import install_error_handlers
+from cyan.bus import EventBus
+from cyan.cloud.router import Router
+from cyan.settings import ApiSettings
+from cyan.store import Store
+
+
+def create_app(*, store: Store, router: Router, bus: EventBus, settings: ApiSettings) -> FastAPI:
+    app = FastAPI(
+        title="Cyan",
+        version=__version__,
+        summary="A self-hosted, Particle Cloud API v1 compatible device cloud",
+    )
+    app.state.cyan = ApiContext(store=store, router=router, bus=bus, settings=settings)
+    install_error_handlers(app)
+    # Event routes first: /v1/devices/events and /v1/devices/:id/events must win over the
+    # variable and function routes /v1/devices/:id/:name (rest-api.md §10 item 5).
+    app.include_router(events.router)
+    app.include_router(devices.router)
+    return app

@@ -1,0 +1,122 @@
+"""Who is calling: the app's shared parts, request parameters, and bearer-token auth.
+
+A token may come three ways (rest-api.md §2, "Auth" and "Legacy token placement"):
+``Authorization: Bearer <token>`` (what particle-cli and particle-api-js send),
+``?access_token=`` in the query, or ``access_token=`` in a form-urlencoded body (older
+clients and the Particle docs' curl examples). The header wins when several are present.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
+
+from cyan.api.errors import BadRequest, TokenInvalid, TokenMissing
+from cyan.bus import EventBus
+from cyan.cloud.router import Router
+from cyan.settings import ApiSettings
+from cyan.store import Store, UserRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    """The parts every route needs, stored on ``app.state.cyan`` by ``create_app``."""
+
+    store: Store
+    router: Router
+    bus: EventBus
+    settings: ApiSettings
+
+
+def get_context(request: Request) -> ApiContext:
+    context = request.app.state.cyan
+    assert isinstance(context, ApiContext)
+    return context
+
+
+Context = Annotated[ApiContext, Depends(get_context)]
+
+_FORM_TYPE = "application/x-www-form-urlencoded"
+
+
+async def body_params(request: Request) -> dict[str, Any]:
+    """The request body as a dict: a JSON object or a urlencoded form; ``{}`` when empty.
+
+    Parsed by hand rather than with ``request.form()``: urlencoded forms are all the Particle
+    clients send here (rest-api.md §3.2), and Starlette's form parser needs the extra
+    python-multipart package even for them. The result is cached on the request because
+    auth reads it before the route does.
+    """
+    cached = getattr(request.state, "body_params", None)
+    if cached is not None:
+        assert isinstance(cached, dict)
+        return cached
+    raw = await request.body()
+    params: dict[str, Any] = {}
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if raw.strip():
+        if content_type == "application/json" or (
+            content_type != _FORM_TYPE and raw.lstrip().startswith(b"{")
+        ):
+            try:
+                parsed = json.loads(raw)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise BadRequest("Request body is not valid JSON") from exc
+            if not isinstance(parsed, dict):
+                raise BadRequest("Request body must be a JSON object")
+            params = parsed
+        elif content_type in (_FORM_TYPE, ""):
+            try:
+                text = raw.decode()
+            except UnicodeDecodeError as exc:
+                raise BadRequest("Request body is not valid UTF-8") from exc
+            # A repeated key keeps its last value; no Particle client repeats one.
+            params = dict(parse_qsl(text, keep_blank_values=True))
+        else:
+            raise BadRequest(f"Unsupported request body type {content_type}")
+    request.state.body_params = params
+    return params
+
+
+# Declared as security schemes so that /openapi.json documents how to authenticate; both
+# are non-raising so that the errors stay Particle-shaped (errors.py).
+_bearer = HTTPBearer(auto_error=False, description="Particle access token")
+_query_token = APIKeyQuery(
+    name="access_token", auto_error=False, description="Deprecated token placement, still accepted"
+)
+
+
+async def _token(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    query_token: Annotated[str | None, Security(_query_token)],
+) -> str | None:
+    if bearer is not None and bearer.credentials.strip():
+        return bearer.credentials.strip()
+    if query_token:
+        return query_token
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() == _FORM_TYPE:
+        form_token = (await body_params(request)).get("access_token")
+        if isinstance(form_token, str) and form_token:
+            return form_token
+    return None
+
+
+async def current_user(
+    context: Context, token: Annotated[str | None, Depends(_token)]
+) -> UserRecord:
+    """The token's user, or a 401 in the exact shape particle-cli expects (§1.3)."""
+    if token is None:
+        raise TokenMissing()
+    user = await context.store.user_for_token(token)
+    if user is None:
+        raise TokenInvalid()
+    return user
+
+
+CurrentUser = Annotated[UserRecord, Depends(current_user)]

@@ -1,0 +1,93 @@
+"""Device routes: list, detail, variables and function calls (rest-api.md §3.2, §6, §10).
+
+Every device request goes through the router (design.md); this module only resolves the
+caller's device, shapes replies and leaves failures to the handlers in errors.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+from cyan.api.auth import ApiContext, Context, CurrentUser, body_params
+from cyan.api.errors import BadRequest
+from cyan.api.shapes import device_detail, device_summary, function_reply, raw_value, variable_reply
+from cyan.cloud.errors import DeviceNotFound
+from cyan.store import DeviceRecord, UserRecord
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+
+# One message for "no such device" and "not yours", so that ids of other users' devices
+# cannot be probed. 404 rather than 403 or 401: particle-cli logs the user out on a 401
+# (rest-api.md §1.3), and `usb` commands skip 403 and 404 alike (§3.2).
+DEVICE_NOT_FOUND = "Device not found."
+
+
+async def resolve_device(context: ApiContext, user: UserRecord, id_or_name: str) -> DeviceRecord:
+    """The caller's device named by id (any case) or name, as typed (rest-api.md §2)."""
+    record = await context.store.find_device(id_or_name, owner_id=user.id)
+    if record is None:
+        raise DeviceNotFound(DEVICE_NOT_FOUND)
+    return record
+
+
+@router.get("", summary="List the caller's devices")
+async def list_devices(context: Context, user: CurrentUser) -> JSONResponse:
+    # A bare array: the CLI calls forEach on it (rest-api.md §3.2 `list`).
+    records = await context.store.list_devices(owner_id=user.id)
+    return JSONResponse([device_summary(r, context.router.live(r.id)) for r in records])
+
+
+@router.get("/{id_or_name}", summary="One device, with its functions and variables")
+async def get_device(context: Context, user: CurrentUser, id_or_name: str) -> JSONResponse:
+    record = await resolve_device(context, user, id_or_name)
+    return JSONResponse(device_detail(record, context.router.live(record.id)))
+
+
+# Variable (GET) and function (POST) share one path template: OpenAPI forbids two templates
+# that differ only in their parameter names.
+@router.get("/{id_or_name}/{name}", summary="Read a variable")
+async def get_variable(
+    context: Context,
+    user: CurrentUser,
+    id_or_name: str,
+    name: str,
+    fmt: Annotated[str | None, Query(alias="format")] = None,
+) -> Response:
+    record = await resolve_device(context, user, id_or_name)
+    value = await context.router.get_variable(record.id, name)
+    if fmt == "raw":
+        return PlainTextResponse(raw_value(value))
+    live = context.router.live(record.id)
+    return JSONResponse(variable_reply(record, live, name, value))
+
+
+def function_argument(params: dict[str, Any]) -> str:
+    """The argument of a function call; empty when none was given.
+
+    particle-cli and api-js send JSON ``{"args": …}`` and omit the key with no argument;
+    the Particle docs' curl examples send form ``arg=…`` (rest-api.md §3.2, §10 item 7).
+    """
+    value = params.get("args", params.get("arg"))
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return json.dumps(value)
+    raise BadRequest("The function argument must be a string")
+
+
+@router.post("/{id_or_name}/{name}", summary="Call a function")
+async def call_function(
+    request: Request, context: Context, user: CurrentUser, id_or_name: str, name: str
+) -> JSONResponse:
+    record = await resolve_device(context, user, id_or_name)
+    argument = function_argument(await body_params(request))
+    return_value = await context.router.call_function(record.id, name, argument)
+    return JSONResponse(function_reply(record, return_value))

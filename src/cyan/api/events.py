@@ -1,0 +1,198 @@
+"""Events: publishing through the API and the server-sent event streams (rest-api.md §5).
+
+Stream routes (all GET, ``?nonce=`` ignored, §5 "Request"):
+
+    /v1/events[/{prefix}]                          FIREHOSE: public events + the caller's
+    /v1/devices/events[/{prefix}]                  MINE: the caller's events (particle-cli)
+    /v1/devices/{id_or_name}/events[/{prefix}]     DEVICE: one of the caller's devices
+
+These must be registered before the device variable/function routes, or
+``/v1/devices/events`` would read as device "events" (§10 item 5); a variable named
+``events`` is therefore unreachable, as on the real cloud. Prefixes arrive percent-encoded
+(``spark%2Fstatus``); the server decodes the path, so ``{prefix:path}`` takes the slashes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from cyan.api.auth import ApiContext, Context, CurrentUser, body_params
+from cyan.api.devices import resolve_device
+from cyan.api.errors import BadRequest
+from cyan.api.shapes import sse_event
+from cyan.bus import Scope, SubscriptionEnded
+from cyan.cloud.router import MAX_NAME_BYTES
+from cyan.cloud.types import CloudEvent
+
+router = APIRouter(tags=["events"])
+
+# Particle's limits for published events: a 64-byte name (the same as device-os,
+# cloud/router.py) and up to 1024 bytes of data.
+MAX_EVENT_DATA_BYTES = 1024
+# Particle always reports 60 s; a client may send another value, which is kept.
+DEFAULT_TTL_S = 60
+
+_STREAM_HEADERS = {
+    "Cache-Control": "no-cache",
+    # Tells an nginx reverse proxy not to buffer the stream: a buffered stream looks idle to
+    # particle-api-js, which drops it after 15 s without bytes (rest-api.md §5).
+    "X-Accel-Buffering": "no",
+}
+_OPENED = b":ok\n\n"
+# A comment line; the client's parser ignores it, and any byte resets its 15 s idle timer.
+_KEEPALIVE = b":\n"
+
+
+def _event_stream(
+    context: ApiContext,
+    *,
+    scope: Scope,
+    owner_id: int,
+    prefix: str | None = None,
+    device_id: str | None = None,
+) -> StreamingResponse:
+    keepalive_s = context.settings.sse_keepalive_s
+    bus = context.bus
+
+    async def body() -> AsyncIterator[bytes]:
+        # Subscribing inside the generator, before ":ok" is yielded: an event published
+        # once the client has seen ":ok" is never missed, and a stream that never starts
+        # leaves no subscription behind. The server cancels the generator when the client
+        # goes away, and ``finally`` releases the subscription.
+        sub = bus.subscribe(
+            prefix=prefix or None, device_id=device_id, owner_id=owner_id, scope=scope
+        )
+        try:
+            yield _OPENED
+            while True:
+                try:
+                    event = await sub.receive(keepalive_s)
+                except SubscriptionEnded:
+                    # Closed or dropped as too slow: ending the response makes the client
+                    # reconnect 2 s later (rest-api.md §5, "Reconnect on close").
+                    return
+                if event is None:
+                    yield _KEEPALIVE
+                    continue
+                frame = sse_event(event)
+                if frame is not None:
+                    yield frame
+        finally:
+            sub.close()
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=_STREAM_HEADERS)
+
+
+@router.get("/v1/events", summary="Stream public events and the caller's own")
+async def stream_firehose(context: Context, user: CurrentUser) -> StreamingResponse:
+    return _event_stream(context, scope=Scope.FIREHOSE, owner_id=user.id)
+
+
+@router.get("/v1/events/{prefix:path}", summary="Stream public and own events by name prefix")
+async def stream_firehose_prefix(
+    context: Context, user: CurrentUser, prefix: str
+) -> StreamingResponse:
+    return _event_stream(context, scope=Scope.FIREHOSE, owner_id=user.id, prefix=prefix)
+
+
+@router.get("/v1/devices/events", summary="Stream the caller's events")
+async def stream_mine(context: Context, user: CurrentUser) -> StreamingResponse:
+    return _event_stream(context, scope=Scope.MINE, owner_id=user.id)
+
+
+@router.get("/v1/devices/events/{prefix:path}", summary="Stream the caller's events by prefix")
+async def stream_mine_prefix(context: Context, user: CurrentUser, prefix: str) -> StreamingResponse:
+    return _event_stream(context, scope=Scope.MINE, owner_id=user.id, prefix=prefix)
+
+
+@router.get("/v1/devices/{id_or_name}/events", summary="Stream one device's events")
+async def stream_device(context: Context, user: CurrentUser, id_or_name: str) -> StreamingResponse:
+    # Checked before the stream starts, so that a wrong device is a plain JSON 404.
+    record = await resolve_device(context, user, id_or_name)
+    return _event_stream(context, scope=Scope.DEVICE, owner_id=user.id, device_id=record.id)
+
+
+@router.get(
+    "/v1/devices/{id_or_name}/events/{prefix:path}",
+    summary="Stream one device's events by name prefix",
+)
+async def stream_device_prefix(
+    context: Context, user: CurrentUser, id_or_name: str, prefix: str
+) -> StreamingResponse:
+    record = await resolve_device(context, user, id_or_name)
+    return _event_stream(
+        context, scope=Scope.DEVICE, owner_id=user.id, device_id=record.id, prefix=prefix
+    )
+
+
+def _event_name(params: dict[str, Any]) -> str:
+    name = params.get("name")
+    if not isinstance(name, str) or not name:
+        raise BadRequest("Event name is required")
+    if len(name.encode()) > MAX_NAME_BYTES:
+        raise BadRequest(f"Event name is longer than {MAX_NAME_BYTES} bytes")
+    if "\n" in name or "\r" in name:
+        raise BadRequest("Event name must not contain line breaks")
+    return name
+
+
+def _event_data(params: dict[str, Any]) -> str | None:
+    data = params.get("data")
+    if data is None:
+        return None
+    # api-js passes ``data`` through JSON as given; keep non-strings as their JSON text.
+    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    if len(text.encode()) > MAX_EVENT_DATA_BYTES:
+        raise BadRequest(f"Event data is longer than {MAX_EVENT_DATA_BYTES} bytes")
+    return text
+
+
+def _is_private(params: dict[str, Any]) -> bool:
+    # Events are private unless the client says ``private: false``. particle-cli never sends
+    # the field and api-js only when asked (rest-api.md §3.2 `publish`, §4), and the real
+    # cloud has made every event private by default since public events were deprecated;
+    # a public default would put every `particle publish` on everyone's /v1/events.
+    value = params.get("private")
+    if value is None:
+        return True
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+        return value.lower() in ("true", "1")
+    raise BadRequest("private must be true or false")
+
+
+def _ttl(params: dict[str, Any]) -> int:
+    value = params.get("ttl")
+    if value is None or value == "":
+        return DEFAULT_TTL_S
+    try:
+        ttl = int(value)
+    except (TypeError, ValueError):
+        ttl = -1
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()) or ttl < 0:
+        raise BadRequest("ttl must be a whole number of seconds")
+    return ttl
+
+
+@router.post("/v1/devices/events", summary="Publish an event")
+async def publish_event(request: Request, context: Context, user: CurrentUser) -> JSONResponse:
+    params = await body_params(request)
+    event = CloudEvent(
+        name=_event_name(params),
+        data=_event_data(params),
+        ttl=_ttl(params),
+        public=not _is_private(params),
+        published_at=datetime.now(UTC),
+        device_id=None,
+        owner_id=user.id,
+    )
+    # Through the router, so that the caller's devices subscribed to the name get it too.
+    context.router.publish(event)
+    return JSONResponse({"ok": True})

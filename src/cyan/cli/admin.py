@@ -1,0 +1,117 @@
+"""`cyan token …` and `cyan device add/list`: work on the store directly, server up or not."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.table import Table
+
+from cyan.cli.options import DatabaseUrl, DataDir
+from cyan.cli.output import console, fail, out, reports_errors
+from cyan.datadir import prepare
+from cyan.node import ADMIN_USERNAME
+from cyan.protocol import crypto, keys
+from cyan.settings import load_settings
+from cyan.store import Store
+
+T = TypeVar("T")
+
+token_app = typer.Typer(help="Access tokens for the REST API.", no_args_is_help=True)
+
+
+def with_store(
+    data_dir: Path | None, database_url: str | None, work: Callable[[Store], Awaitable[T]]
+) -> T:
+    settings = load_settings(data_dir=data_dir, database_url=database_url)
+    prepare(settings.data_dir)
+
+    async def run() -> T:
+        store = await Store.open(settings.database_url)
+        try:
+            return await work(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(run())
+
+
+@token_app.command("create")
+@reports_errors
+def token_create(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    user: Annotated[str, typer.Option(help="User the token belongs to.")] = ADMIN_USERNAME,
+    expires_in: Annotated[
+        int, typer.Option(help="Lifetime in seconds; 0 means it never expires.")
+    ] = 0,
+) -> None:
+    """Print a new access token (for the local admin unless --user is given)."""
+
+    async def work(store: Store) -> str:
+        account = await store.ensure_user(user)
+        expires = datetime.now(UTC) + timedelta(seconds=expires_in) if expires_in else None
+        return await store.create_token(account.id, client_id="cyan-cli", expires_at=expires)
+
+    out.print(with_store(data_dir, database_url, work))
+
+
+def read_public_key(path: Path) -> bytes:
+    """A device public key (PEM or DER, public or private) as SubjectPublicKeyInfo DER."""
+    try:
+        key = crypto.load_public_key(path.read_bytes())
+    except FileNotFoundError:
+        raise fail(f"{path} does not exist") from None
+    except ValueError as exc:
+        raise fail(f"{path}: {exc}", "Give the device's RSA public key, PEM or DER.") from None
+    if crypto.key_bits(key) != keys.DEVICE_KEY_BITS:
+        raise fail(f"{path} holds an RSA-{crypto.key_bits(key)} key; Photon keys are RSA-1024")
+    return crypto.public_key_der(key)
+
+
+@reports_errors
+def device_add(
+    device_id: Annotated[str, typer.Argument(help="24 hex characters.")],
+    public_key: Annotated[Path, typer.Option("--public-key", help="The device's public key.")],
+    name: Annotated[str | None, typer.Option(help="A name to call the device by.")] = None,
+    owner: Annotated[str, typer.Option(help="User who owns the device.")] = ADMIN_USERNAME,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Register a device and its public key (replaces the key of a known device)."""
+    try:
+        normalized = keys.normalize_device_id(device_id)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    der = read_public_key(public_key)
+
+    async def work(store: Store) -> None:
+        account = await store.ensure_user(owner)
+        await store.add_device(normalized, der, owner_id=account.id, name=name)
+
+    with_store(data_dir, database_url, work)
+    console.print(
+        f"device [bold]{normalized}[/] registered (key "
+        f"{crypto.fingerprint(crypto.load_public_key(der))[:16]}…)"
+    )
+
+
+@reports_errors
+def device_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """List registered devices as the store last saw them."""
+    records = with_store(data_dir, database_url, lambda s: s.list_devices(owner_id=None))
+    table = Table("id", "name", "online", "last heard", "last ip")
+    for record in records:
+        heard = record.last_heard.isoformat(timespec="seconds") if record.last_heard else "never"
+        table.add_row(
+            record.id,
+            record.name or "",
+            "yes" if record.online else "no",
+            heard,
+            record.last_ip or "",
+        )
+    out.print(table)

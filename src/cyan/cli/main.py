@@ -1,0 +1,32 @@
+"""The `cyan` command."""
+
+from __future__ import annotations
+
+import typer
+
+from cyan import __version__
+from cyan.cli.admin import token_app
+from cyan.cli.device import device_app
+from cyan.cli.keys import keys_app
+from cyan.cli.serve import serve
+
+app = typer.Typer(
+    name="cyan",
+    help="Cyan: a self-hosted device cloud for Particle Photon, P1 and Core devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(serve)
+app.add_typer(keys_app, name="keys")
+app.add_typer(device_app, name="device")
+app.add_typer(token_app, name="token")
+
+
+@app.command("version")
+def version() -> None:
+    """Print Cyan's version."""
+    typer.echo(__version__)
+
+
+if __name__ == "__main__":
+    app()

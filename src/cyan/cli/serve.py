@@ -1,0 +1,77 @@
+"""`cyan serve`: the whole cloud in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Annotated
+
+import typer
+from rich.panel import Panel
+
+from cyan.cli.options import DatabaseUrl, DataDir
+from cyan.cli.output import console, reports_errors, setup_logging
+from cyan.node import Node
+from cyan.settings import DEFAULT_API_PORT, DEFAULT_DEVICE_PORT, Settings, load_settings
+
+
+@reports_errors
+def serve(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    host: Annotated[str, typer.Option(help="Address to listen on, for devices and the API.")] = (
+        "0.0.0.0"
+    ),
+    device_port: Annotated[int, typer.Option(help="TCP port for devices.")] = DEFAULT_DEVICE_PORT,
+    api_port: Annotated[int, typer.Option(help="HTTP port for the REST API.")] = DEFAULT_API_PORT,
+    demo: Annotated[
+        int, typer.Option(help="Register and connect N virtual Tinker devices in this process.")
+    ] = 0,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Run the device gateway and the REST API (and demo devices with --demo N)."""
+    setup_logging(verbose)
+    settings = load_settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        gateway={"host": host, "port": device_port},
+        api={"host": host, "port": api_port},
+    )
+    _use_uvloop()
+    asyncio.run(_serve(settings, demo))
+
+
+def _use_uvloop() -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+async def _serve(settings: Settings, demo: int) -> None:
+    node = Node(settings, demo_devices=demo)
+    await node.start()
+    shown_host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host
+    console.print(
+        Panel.fit(
+            f"[bold cyan]Cyan is running[/]\n"
+            f"data directory  {settings.data_dir}\n"
+            f"devices         tcp {settings.gateway.host}:{node.gateway.port}\n"
+            f"REST API        http://{shown_host}:{node.api_port}\n"
+            f"demo devices    {demo}\n\n"
+            f"Get a token:    cyan token create --data-dir {settings.data_dir}\n"
+            f"List devices:   curl -H 'Authorization: Bearer TOKEN' "
+            f"http://{shown_host}:{node.api_port}/v1/devices",
+            title="cyan serve",
+        )
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        console.print("stopping…")
+        await node.stop()

@@ -1,0 +1,45 @@
+"""Plain values that cross the cloud layer: events and what is known of a live device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# Variable type names as the Particle API shows them, keyed by the describe type code
+# (protocol.md §4.5: 1 bool, 2 int32, 4 string, 9 double).
+VARIABLE_TYPE_NAMES = {1: "bool", 2: "int32", 4: "string", 9: "double"}
+
+VariableValue = bool | int | float | str
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """One published event, from a device or from the API."""
+
+    name: str
+    data: str | None
+    ttl: int
+    public: bool
+    published_at: datetime
+    # 24-hex device id, or None for events published through the API.
+    device_id: str | None
+    # Owner of the publishing device or API user; private events reach only this user.
+    owner_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class LiveDevice:
+    """What the gateway knows of a connected device (presence is in memory, design.md)."""
+
+    device_id: str
+    remote_ip: str
+    connected_at: datetime
+    last_heard: datetime
+    platform_id: int
+    product_id: int
+    product_firmware_version: int
+    functions: tuple[str, ...] = ()
+    # name -> type name ("int32", "double", "string", "bool")
+    variables: dict[str, str] = field(default_factory=dict)
+    system_version: str | None = None
+    signaling: bool = False

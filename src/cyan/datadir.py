@@ -1,0 +1,87 @@
+"""The data directory: the server key pair lives here, created on first start (design.md)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cyan.errors import CyanError
+from cyan.protocol import crypto, keys
+
+SERVER_KEY_FILE = "server-key.pem"
+SERVER_PUBLIC_DER_FILE = "server-key.pub.der"
+SERVER_PUBLIC_PEM_FILE = "server-key.pub.pem"
+
+
+class DataDirError(CyanError):
+    pass
+
+
+def prepare(data_dir: Path) -> Path:
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise DataDirError(
+            f"cannot create the data directory {data_dir}: {exc.strerror}",
+            fix="Pick another one with --data-dir or CYAN_DATA_DIR.",
+        ) from exc
+    return data_dir
+
+
+def _create_private(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` only if it does not exist yet; False if someone else won.
+
+    Written under a temporary name with mode 0600 from the start and then hard-linked
+    into place, so a crash never leaves a half-written or world-readable key, and two
+    processes starting at once (`cyan serve` and `cyan keys new`) agree on one key.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        return False
+    finally:
+        temporary.unlink()
+    return True
+
+
+def load_or_create_server_key(data_dir: Path) -> crypto.RsaPrivateKey:
+    """The server's RSA-2048 key; made (mode 0600) with its public halves on first start."""
+    prepare(data_dir)
+    path = data_dir / SERVER_KEY_FILE
+    if not path.exists():
+        key = keys.generate_server_key()
+        if _create_private(path, crypto.private_key_pem(key)):
+            return _write_public_halves(data_dir, key)
+    # It existed, or another process created it while we generated ours: use that one.
+    try:
+        key = crypto.load_private_key(path.read_bytes())
+    except ValueError as exc:
+        raise DataDirError(
+            f"{path} is not a usable RSA key: {exc}",
+            fix="Restore it from a backup; devices trust only this key.",
+        ) from exc
+    if crypto.key_bits(key) != keys.SERVER_KEY_BITS:
+        raise DataDirError(f"{path} is RSA-{crypto.key_bits(key)}; devices need RSA-2048")
+    return _write_public_halves(data_dir, key)
+
+
+def _write_public_halves(data_dir: Path, key: crypto.RsaPrivateKey) -> crypto.RsaPrivateKey:
+    public = key.public_key()
+    for name, data in (
+        (SERVER_PUBLIC_DER_FILE, crypto.public_key_der(public)),
+        (SERVER_PUBLIC_PEM_FILE, crypto.public_key_pem(public)),
+    ):
+        target = data_dir / name
+        if not target.exists() or target.read_bytes() != data:
+            # Replaced whole, so a concurrent reader never sees half a key.
+            temporary = target.with_name(f".{name}.{os.getpid()}.tmp")
+            temporary.write_bytes(data)
+            os.replace(temporary, target)
+    return key

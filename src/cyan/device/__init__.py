@@ -1,0 +1,19 @@
+"""The virtual device: a Photon running Tinker, speaking the real protocol over TCP."""
+
+from cyan.device.keystore import KeyStore, KeyStoreError
+from cyan.device.profiles import DEFAULT_PROFILE, PROFILES, FirmwareProfile
+from cyan.device.runner import DeviceOptions, DeviceStatus, VirtualDevice, parse_server
+from cyan.device.tinker import Tinker
+
+__all__ = [
+    "DEFAULT_PROFILE",
+    "PROFILES",
+    "DeviceOptions",
+    "DeviceStatus",
+    "FirmwareProfile",
+    "KeyStore",
+    "KeyStoreError",
+    "Tinker",
+    "VirtualDevice",
+    "parse_server",
+]

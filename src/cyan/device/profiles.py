@@ -1,0 +1,62 @@
+"""How each Device OS version behaves on connect (protocol.md §7, observed on the wire)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cyan.protocol.messages import HelloFlags
+
+PHOTON_PLATFORM_ID = 6
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareProfile:
+    version: str
+    hello_flags: int
+    # device-os 2.x answers describe and variables with an empty ACK and a separate response;
+    # 0.x and 1.x piggy-back the answer on the ACK.
+    separate_responses: bool
+    # Posts its system and application describe right after Hello without being asked.
+    posts_describe: bool
+    # Private events sent right after connecting.
+    connect_events: tuple[tuple[str, str], ...]
+    # (prefix, my devices only)
+    system_subscriptions: tuple[tuple[str, bool], ...]
+
+
+_HARDWARE = (("spark/hardware/max_binary", "2097152"), ("spark/hardware/ota_chunk_size", "512"))
+
+PROFILES = {
+    "2.3.1": FirmwareProfile(
+        version="2.3.1",
+        hello_flags=HelloFlags.DIAGNOSTICS
+        | HelloFlags.IMMEDIATE_UPDATES
+        | HelloFlags.GOODBYE
+        | HelloFlags.DEVICE_INITIATED_DESCRIBE,
+        separate_responses=True,
+        posts_describe=True,
+        connect_events=(
+            *_HARDWARE,
+            ("particle/device/updates/enabled", "true"),
+            ("particle/device/updates/forced", "false"),
+        ),
+        system_subscriptions=(("particle", True), ("spark", True)),
+    ),
+    "1.5.2": FirmwareProfile(
+        version="1.5.2",
+        hello_flags=HelloFlags.DIAGNOSTICS | HelloFlags.IMMEDIATE_UPDATES,
+        separate_responses=False,
+        posts_describe=False,
+        connect_events=_HARDWARE,
+        system_subscriptions=(("spark", True),),
+    ),
+    "0.7.0": FirmwareProfile(
+        version="0.7.0",
+        hello_flags=0,
+        separate_responses=False,
+        posts_describe=False,
+        connect_events=_HARDWARE,
+        system_subscriptions=(("spark", False),),
+    ),
+}
+DEFAULT_PROFILE = PROFILES["2.3.1"]

@@ -1,0 +1,375 @@
+"""The virtual device: the device end of the protocol core over asyncio.
+
+It walks the stages a Photon walks (Wi-Fi up → DNS → TCP → handshake → breathing
+cyan), logs each, resolves the server's name on every attempt, and reconnects
+with a short capped back-off, as the firmware does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import cast
+
+from cyan.device.keystore import KeyStore
+from cyan.device.profiles import DEFAULT_PROFILE, PHOTON_PLATFORM_ID, FirmwareProfile
+from cyan.device.tinker import FUNCTIONS, VARIABLES, Tinker
+from cyan.protocol import DeviceConnection, ProtocolError, Stage, messages
+from cyan.protocol.events import (
+    DescribeRequested,
+    Event,
+    EventDelivered,
+    FunctionCallRequested,
+    ServerHelloReceived,
+    SessionStarted,
+    SignalRequested,
+    TimeReceived,
+    VariableRequested,
+)
+from cyan.protocol.keys import DEFAULT_SERVER_PORT
+
+log = logging.getLogger("cyan.device")
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceOptions:
+    server: str | None = None  # HOST[:PORT]; None means the address in the server key image
+    profile: FirmwareProfile = DEFAULT_PROFILE
+    product_firmware_version: int = 3
+    heartbeat_s: float = 30.0
+    # Device OS timings (protocol.md §5.1).
+    io_timeout_s: float = 20.0
+    hello_timeout_s: float = 4.0
+    idle_ping_s: float = 15.0
+    ping_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.25
+    backoff_max_s: float = 2.0
+
+
+@dataclass
+class DeviceStatus:
+    led: str = "off"
+    stage: str = "off"
+    connected: bool = False
+    signaling: bool = False
+    server_time: int | None = None
+    last_error: ProtocolError | None = None
+    connects: int = 0
+    received_events: deque[messages.EventInfo] = field(default_factory=lambda: deque(maxlen=100))
+
+
+def parse_server(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or (host.endswith(":") and not host.startswith("[")):
+        return text.strip("[]"), DEFAULT_SERVER_PORT
+    return host.strip("[]"), int(port)
+
+
+class _Link(asyncio.Protocol):
+    def __init__(self, device: VirtualDevice) -> None:
+        self._device = device
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The nonce may arrive before create_connection() returns to the caller, so the
+        # transport must be known from here on.
+        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
+        self._device._transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._device._feed(data)
+
+    def eof_received(self) -> bool | None:
+        self._device._eof()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._device._lost(exc)
+
+
+class VirtualDevice:
+    def __init__(self, keystore: KeyStore, options: DeviceOptions | None = None) -> None:
+        self.keys = keystore
+        self.options = options or DeviceOptions()
+        self.status = DeviceStatus()
+        self.tinker = Tinker(
+            clock=time.monotonic,
+            build=f"cyan virtual Tinker, Device OS {self.options.profile.version}",
+        )
+        self._connection: DeviceConnection | None = None
+        self._transport: asyncio.Transport | None = None
+        self._closed: asyncio.Future[ProtocolError] | None = None
+        self._hello: asyncio.Event = asyncio.Event()
+        self._last_received = 0.0
+        self._ping_sent_at: float | None = None
+        self._stopping = False
+
+    @property
+    def device_id(self) -> str:
+        return self.keys.device_id
+
+    def _stage(self, stage: str, led: str, detail: str) -> None:
+        self.status.stage, self.status.led = stage, led
+        log.info("[%s] %s: %s", self.device_id[:8], stage, detail)
+
+    # -- the connect loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Connect, stay connected, and reconnect after any failure, until ``stop()``."""
+        delay = self.options.backoff_initial_s
+        while not self._stopping:
+            error = await self.connect_once()
+            if self._stopping:
+                break
+            if error is not None:
+                self.status.last_error = error
+                log.warning(
+                    "[%s] %s failed: %s", self.device_id[:8], error.stage.value, error.reason
+                )
+            # A short jittered back-off keeps a fleet from reconnecting in lock-step.
+            await asyncio.sleep(delay * random.uniform(0.75, 1.25))
+            delay = min(delay * 2, self.options.backoff_max_s)
+            if self.status.connects and error is not None and error.stage is Stage.SESSION:
+                delay = self.options.backoff_initial_s
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def server_address(self) -> tuple[str, int]:
+        if self.options.server:
+            return parse_server(self.options.server)
+        address = self.keys.server.address
+        if address.host is None:
+            raise ProtocolError(
+                Stage.DNS,
+                "the server key image names no server host; the device "
+                "would go to Particle's cloud",
+            )
+        return address.host, address.effective_port
+
+    async def connect_once(self) -> ProtocolError | None:
+        """One connection from Wi-Fi up to its end; returns why it ended."""
+        loop = asyncio.get_running_loop()
+        self._stage("wifi", "breathing green", "Wi-Fi up")
+        try:
+            host, port = self.server_address()
+            self._stage("dns", "blinking cyan", f"resolving {host}")
+            try:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except socket.gaierror as exc:
+                raise ProtocolError(Stage.DNS, f"{host} did not resolve: {exc.strerror}") from exc
+            ip = str(infos[0][4][0])
+            self._stage("tcp", "blinking cyan", f"connecting to {ip}:{port}")
+            self._connection = DeviceConnection(
+                self.device_id,
+                self.keys.device_key,
+                self.keys.server.public_key,
+                messages.HelloInfo(
+                    PHOTON_PLATFORM_ID,
+                    self.options.product_firmware_version,
+                    self.options.profile.hello_flags,
+                    PHOTON_PLATFORM_ID,
+                ),
+                random_bytes=os.urandom,
+                clock=time.time,
+                separate_responses=self.options.profile.separate_responses,
+            )
+            self._closed = loop.create_future()
+            self._hello = asyncio.Event()
+            try:
+                await asyncio.wait_for(
+                    loop.create_connection(lambda: _Link(self), ip, port),
+                    self.options.io_timeout_s,
+                )
+            except (OSError, TimeoutError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "timed out"
+                raise ProtocolError(
+                    Stage.TCP, f"TCP connect to {ip}:{port} failed: {reason}"
+                ) from exc
+            self._last_received = time.monotonic()
+            self._stage("handshake", "fast blinking cyan", "waiting for the server's nonce")
+            await self._wait_hello()
+            self._online()
+            return await self._stay_connected()
+        except ProtocolError as error:
+            self._disconnect()
+            self.status.led = _ERROR_LEDS.get(error.stage, "blinking red")
+            return error
+        finally:
+            self.status.connected = False
+
+    async def _wait_hello(self) -> None:
+        assert self._closed is not None
+        hello: asyncio.Future[object] = asyncio.ensure_future(self._hello.wait())
+        closed: asyncio.Future[object] = self._closed  # type: ignore[assignment]
+        limit = self.options.io_timeout_s + self.options.hello_timeout_s
+        try:
+            done, _ = await asyncio.wait(
+                {hello, closed},
+                timeout=limit,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            hello.cancel()
+        if self._closed.done():
+            raise self._closed.result()
+        if not done:
+            raise ProtocolError(Stage.TIMEOUT, "the handshake did not finish in time")
+
+    def _online(self) -> None:
+        assert self._connection is not None
+        self.status.connected = True
+        self.status.connects += 1
+        self._stage("cloud", "breathing cyan", "connected")
+        self._after_connect(self._connection)
+
+    def _after_connect(self, connection: DeviceConnection) -> None:
+        """What Device OS sends unasked right after the Hello (protocol.md §7)."""
+        profile = self.options.profile
+        if profile.posts_describe:
+            connection.post_describe(messages.DescribeFlags.SYSTEM, self._system_describe())
+        for name, data in profile.connect_events:
+            connection.publish(messages.EventInfo(name, data.encode(), 60, public=False))
+        connection.request_time()
+        if profile.posts_describe:
+            connection.post_describe(messages.DescribeFlags.APPLICATION, self.tinker.describe())
+        for prefix, mine in profile.system_subscriptions:
+            connection.subscribe(prefix, my_devices=mine)
+        self._flush()
+
+    def _system_describe(self) -> bytes:
+        return messages.encode_description(None, None, {"p": PHOTON_PLATFORM_ID, "m": []})
+
+    async def _stay_connected(self) -> ProtocolError:
+        assert self._closed is not None and self._connection is not None
+        next_heartbeat = time.monotonic()
+        while not self._closed.done():
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                next_heartbeat = now + self.options.heartbeat_s
+                self.publish("heartbeat", f'{{"uptime":{self.tinker.uptime_s}}}', public=False)
+            idle = now - self._last_received
+            if self._ping_sent_at is None and idle > self.options.idle_ping_s:
+                self._ping_sent_at = now
+                self._connection.ping()
+                self._flush()
+            elif (
+                self._ping_sent_at is not None
+                and now - self._ping_sent_at > self.options.ping_timeout_s
+            ):
+                self._disconnect()
+                return ProtocolError(
+                    Stage.KEEPALIVE_TIMEOUT,
+                    f"no answer to our ping within {self.options.ping_timeout_s:g} s",
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._closed), 0.25)
+        return self._closed.result()
+
+    # -- I/O callbacks --------------------------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        if self._connection is None:
+            return
+        self._last_received = time.monotonic()
+        self._ping_sent_at = None
+        try:
+            self._connection.receive_data(data)
+            self._flush()
+            for event in self._connection.events_received():
+                self._dispatch(event)
+            self._flush()
+        except ProtocolError as error:
+            self._fail(error)
+
+    def _eof(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.receive_eof()
+            except ProtocolError as error:
+                self._fail(error)
+
+    def _lost(self, exc: Exception | None) -> None:
+        self._fail(
+            ProtocolError(
+                Stage.SESSION,
+                f"connection lost: {exc}" if exc else "the server closed the connection",
+            )
+        )
+
+    def _fail(self, error: ProtocolError) -> None:
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(error)
+        self._disconnect()
+
+    def _disconnect(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def _flush(self) -> None:
+        if self._connection is None or self._transport is None:
+            return
+        data = self._connection.data_to_send()
+        if data:
+            self._transport.write(data)
+
+    # -- what the server asks -------------------------------------------------------------
+
+    def _dispatch(self, event: Event) -> None:
+        connection = self._connection
+        assert connection is not None
+        if isinstance(event, SessionStarted):
+            self._stage("handshake", "fast blinking cyan", "keys exchanged, Hello sent")
+        elif isinstance(event, ServerHelloReceived):
+            self._hello.set()
+        elif isinstance(event, DescribeRequested):
+            connection.reply_describe(event, self._describe(event.flags))
+        elif isinstance(event, FunctionCallRequested):
+            value = self.tinker.call(event.name, event.argument)
+            # Firmware with no such function acknowledges and never answers (protocol.md §7).
+            if value is not None:
+                connection.reply_function(event.token, value)
+        elif isinstance(event, VariableRequested):
+            connection.reply_variable(event, self.tinker.variable(event.name))
+        elif isinstance(event, SignalRequested):
+            self.status.signaling = event.on
+            self.status.led = "rainbow" if event.on else "breathing cyan"
+            log.info("[%s] signal %s", self.device_id[:8], "on: LED rainbow" if event.on else "off")
+        elif isinstance(event, EventDelivered):
+            self.status.received_events.append(event.event)
+        elif isinstance(event, TimeReceived):
+            self.status.server_time = event.unix_seconds
+
+    def _describe(self, flags: int) -> bytes:
+        app = self.tinker.describe() if flags & messages.DescribeFlags.APPLICATION else None
+        if flags & messages.DescribeFlags.SYSTEM:
+            system = {"p": PHOTON_PLATFORM_ID, "m": []}
+            if app is None:
+                return messages.encode_description(None, None, system)
+            return messages.encode_description(FUNCTIONS, VARIABLES, system)
+        return app or b"{}"
+
+    def publish(self, name: str, data: str | None, *, public: bool = False, ttl: int = 60) -> None:
+        if self._connection is None or not self.status.connected:
+            return
+        self._connection.publish(
+            messages.EventInfo(name, data.encode() if data else None, ttl, public)
+        )
+        self._flush()
+
+
+_ERROR_LEDS = {
+    Stage.DNS: "blinking cyan, 3 orange blinks (cloud unreachable)",
+    Stage.TCP: "blinking cyan, 3 orange blinks (cloud unreachable)",
+    Stage.HANDSHAKE_DECRYPT: "fast blinking cyan, 1 orange blink (decryption error)",
+    Stage.SERVER_KEY: "fast blinking cyan, 1 magenta blink (authentication error)",
+}

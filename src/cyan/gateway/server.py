@@ -1,0 +1,209 @@
+"""The device gateway: TCP 5683, one ``DeviceSession`` per connection, one sweep for timers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from cyan.cloud.router import Router
+from cyan.cloud.types import CloudEvent
+from cyan.gateway.session import DeviceSession
+from cyan.protocol import ProtocolError, crypto, messages
+from cyan.settings import GatewaySettings
+from cyan.store import PresenceUpdate, Store
+
+log = logging.getLogger("cyan.gateway")
+
+SWEEP_INTERVAL_S = 0.5
+LAST_HEARD_FLUSH_S = 30.0
+FAILURE_HISTORY = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFailure:
+    at: datetime
+    remote_ip: str
+    device_id: str | None
+    stage: str
+    reason: str
+
+
+class Gateway:
+    def __init__(
+        self,
+        *,
+        settings: GatewaySettings,
+        server_key: crypto.RsaPrivateKey,
+        store: Store,
+        router: Router,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self.settings = settings
+        self.server_key = server_key
+        self.store = store
+        self.router = router
+        self.clock = clock
+        self.monotonic = monotonic
+        self.random_bytes = random_bytes
+        self.sessions: set[DeviceSession] = set()
+        self.failures: deque[ConnectionFailure] = deque(maxlen=FAILURE_HISTORY)
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._presence: dict[str, PresenceUpdate] = {}
+        self._last_heard_flush = monotonic()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: DeviceSession(self),
+            self.settings.host,
+            self.settings.port,
+            reuse_address=True,
+            backlog=1024,
+        )
+        self._sweeper = asyncio.create_task(self._sweep(), name="gateway-sweep")
+        log.info("device gateway listening on %s:%d", self.settings.host, self.port)
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None and self._server.sockets
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        for session in list(self.sessions):
+            session.close("server shutting down")
+        await asyncio.sleep(0)  # let connection_lost run for the closed transports
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._flush_presence()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("gateway task failed", exc_info=task.exception())
+
+    # -- what sessions report -------------------------------------------------------------
+
+    async def registered_key(self, device_id: str) -> tuple[crypto.RsaPublicKey | None, int | None]:
+        der = await self.store.device_key(device_id)
+        if der is None:
+            return None, None
+        record = await self.store.get_device(device_id)
+        return crypto.load_public_key(der), record.owner_id if record else None
+
+    def device_online(self, session: DeviceSession) -> None:
+        live = session.live
+        old = self.router.attach(live.device_id, session)
+        if old is not None:
+            log.info("device %s connected again; closing its old connection", live.device_id)
+            old.close("replaced by a new connection from the same device")
+        log.info(
+            "device %s online from %s (platform %d, product %d v%d)",
+            live.device_id,
+            live.remote_ip,
+            live.platform_id,
+            live.product_id,
+            live.product_firmware_version,
+        )
+        self._presence.pop(live.device_id, None)
+        self.spawn(
+            self.store.record_handshake(
+                live.device_id,
+                ip=live.remote_ip,
+                at=live.connected_at,
+                platform_id=live.platform_id,
+                product_id=live.product_id,
+                product_firmware_version=live.product_firmware_version,
+            )
+        )
+
+    def device_described(self, session: DeviceSession, description: messages.Description) -> None:
+        live = session.live
+        system_version = None
+        if description.system:
+            system_version = _system_version(description.system)
+        if description.functions is None and system_version is None:
+            return
+        self.spawn(
+            self.store.record_describe(
+                live.device_id,
+                functions=live.functions,
+                variables=live.variables,
+                system_firmware_version=system_version,
+            )
+        )
+
+    def device_offline(self, device_id: str, session: DeviceSession) -> None:
+        if self.router.detach(device_id, session):
+            log.info("device %s offline", device_id)
+            self._presence[device_id] = PresenceUpdate(device_id, False, session.live.last_heard)
+
+    def publish(self, event: CloudEvent) -> None:
+        self.router.publish(event)
+
+    def record_failure(self, error: ProtocolError, remote_ip: str) -> None:
+        self.failures.append(
+            ConnectionFailure(
+                datetime.now(UTC), remote_ip, error.device_id, error.stage.value, error.reason
+            )
+        )
+
+    # -- the sweep: timers and presence ---------------------------------------------------
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = self.monotonic()
+            for session in list(self.sessions):
+                session.check_timers(now)
+            if now - self._last_heard_flush > LAST_HEARD_FLUSH_S:
+                self._last_heard_flush = now
+                for session in list(self.sessions):
+                    if session.is_online:
+                        live = session.live
+                        self._presence.setdefault(
+                            live.device_id, PresenceUpdate(live.device_id, True, live.last_heard)
+                        )
+            if self._presence:
+                try:
+                    await self._flush_presence()
+                except Exception:  # the store may be briefly unavailable; try again next sweep
+                    log.exception("writing device presence failed")
+
+    async def _flush_presence(self) -> None:
+        batch, self._presence = list(self._presence.values()), {}
+        if batch:
+            await self.store.record_presence(batch)
+
+
+def _system_version(system: dict[str, Any]) -> str | None:
+    """The highest system module version in a system describe, as text."""
+    modules = system.get("m")
+    if not isinstance(modules, list):
+        return None
+    versions = [m.get("v") for m in modules if isinstance(m, dict) and m.get("f") == "s"]
+    numbers = [v for v in versions if isinstance(v, int)]
+    return str(max(numbers)) if numbers else None

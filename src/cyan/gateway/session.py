@@ -1,0 +1,353 @@
+"""One device connection: an asyncio Protocol around the sans-I/O ``ServerConnection``.
+
+No task idles per connection (design.md): bytes arrive in ``data_received``, timers
+are checked by the gateway's sweep, and only the key lookup after the device names
+itself runs as a short task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, cast
+
+from cyan.cloud.errors import (
+    CloudError,
+    DeviceBusy,
+    DeviceOffline,
+    DeviceTimedOut,
+    VariableNotFound,
+)
+from cyan.cloud.types import VARIABLE_TYPE_NAMES, CloudEvent, LiveDevice, VariableValue
+from cyan.protocol import NoTokenFree, ProtocolError, ServerConnection, Stage, messages
+from cyan.protocol.coap import CoapCode, format_code
+from cyan.protocol.events import (
+    DescribeReceived,
+    DeviceIdentified,
+    Event,
+    EventPublished,
+    GoodbyeReceived,
+    HelloReceived,
+    ResponseReceived,
+    SubscriptionRequested,
+)
+
+if TYPE_CHECKING:
+    from cyan.gateway.server import Gateway
+
+log = logging.getLogger("cyan.gateway")
+
+_TYPE_CODES = {name: code for code, name in VARIABLE_TYPE_NAMES.items()}
+
+
+class DeviceSession(asyncio.Protocol):
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._transport: asyncio.Transport | None = None
+        self.connection = ServerConnection(
+            gateway.server_key,
+            random_bytes=gateway.random_bytes,
+            clock=gateway.clock,
+            max_frame_bytes=gateway.settings.max_frame_bytes,
+        )
+        self.remote_ip = "?"
+        self.opened_at = gateway.monotonic()
+        self.last_received = self.opened_at
+        self.ping_sent_at: float | None = None
+        self.device_id: str | None = None
+        self.owner_id: int | None = None
+        self._live: LiveDevice | None = None
+        self._waiters: dict[int, asyncio.Future[ResponseReceived]] = {}
+        self._subscriptions: list[messages.SubscriptionInfo] = []
+        self._closing = False
+        self._failure: ProtocolError | None = None
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
+        self._transport = cast(asyncio.Transport, transport)
+        peer = transport.get_extra_info("peername")
+        self.remote_ip = str(peer[0]) if peer else "?"
+        self._gateway.sessions.add(self)
+        self._run(self.connection.start)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = self._gateway.monotonic()
+        self.ping_sent_at = None
+        if self._live is not None:
+            self._live = replace(self._live, last_heard=datetime.now(UTC))
+        self._run(self.connection.receive_data, data)
+
+    def eof_received(self) -> bool | None:
+        self._run(self.connection.receive_eof)
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._gateway.sessions.discard(self)
+        if self._failure is None and not self._closing:
+            reason = f"connection lost: {exc}" if exc else "the device closed the connection"
+            self._log_failure(ProtocolError(self._stage_now(), reason, device_id=self.device_id))
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(DeviceOffline("Device went offline"))
+        self._waiters.clear()
+        if self.device_id is not None and self._live is not None:
+            self._gateway.device_offline(self.device_id, self)
+
+    # -- driving the core -----------------------------------------------------------------
+
+    def _run(self, step: Callable[..., None], *args: object) -> None:
+        """Call one core method, then write its bytes and handle its events."""
+        try:
+            step(*args)
+            self._flush()
+            for event in self.connection.events_received():
+                self._dispatch(event)
+            self._flush()
+        except ProtocolError as error:
+            self.fail(error)
+
+    def _flush(self) -> None:
+        data = self.connection.data_to_send()
+        if data and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def fail(self, error: ProtocolError) -> None:
+        """Close this one connection, logging the stage and reason once."""
+        if self._failure is not None or self._closing:
+            return
+        if error.device_id is None:
+            error.device_id = self.device_id
+        self._failure = error
+        self._log_failure(error)
+        self.close(error.reason)
+
+    def _log_failure(self, error: ProtocolError) -> None:
+        who = f"device {error.device_id}" if error.device_id else "connection"
+        log.warning(
+            "%s from %s failed at stage %s: %s",
+            who,
+            self.remote_ip,
+            error.stage.value,
+            error.reason,
+        )
+        self._gateway.record_failure(error, self.remote_ip)
+
+    def close(self, reason: str) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def _stage_now(self) -> Stage:
+        try:
+            self.connection.receive_eof()
+        except ProtocolError as error:
+            return error.stage
+        return Stage.SESSION
+
+    # -- events from the core -------------------------------------------------------------
+
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, DeviceIdentified):
+            self.device_id = event.device_id
+            self._gateway.spawn(self._identify(event.device_id))
+        elif isinstance(event, HelloReceived):
+            self._online(event)
+        elif isinstance(event, DescribeReceived):
+            self._described(event.description)
+        elif isinstance(event, EventPublished):
+            self._published(event.event)
+        elif isinstance(event, SubscriptionRequested):
+            if event.subscription not in self._subscriptions:
+                self._subscriptions.append(event.subscription)
+        elif isinstance(event, ResponseReceived):
+            future = self._waiters.pop(event.token, None)
+            if future is not None and not future.done():
+                future.set_result(event)
+        elif isinstance(event, GoodbyeReceived):
+            log.info("device %s said goodbye", self.device_id)
+
+    async def _identify(self, device_id: str) -> None:
+        try:
+            key, owner_id = await self._gateway.registered_key(device_id)
+        except Exception:
+            log.exception("key lookup for device %s failed", device_id)
+            self.fail(
+                ProtocolError(
+                    Stage.UNKNOWN_DEVICE, "the device store could not be read", device_id=device_id
+                )
+            )
+            return
+        if self._closing or self._failure is not None:
+            return
+        self.owner_id = owner_id
+        self._run(self.connection.accept_device, key)
+
+    def _online(self, event: HelloReceived) -> None:
+        now = datetime.now(UTC)
+        hello = event.hello
+        self._live = LiveDevice(
+            device_id=event.device_id,
+            remote_ip=self.remote_ip,
+            connected_at=now,
+            last_heard=now,
+            platform_id=hello.platform_id,
+            product_id=hello.product_id,
+            product_firmware_version=hello.product_firmware_version,
+        )
+        self._gateway.device_online(self)
+        # Ask for the application describe at once; Device OS 2.x also posts it unasked.
+        self.connection.request_describe(messages.DescribeFlags.APPLICATION)
+
+    def _described(self, description: messages.Description) -> None:
+        if self._live is None:
+            return
+        live = self._live
+        if description.functions is not None:
+            live = replace(live, functions=description.functions)
+        if description.variables is not None:
+            live = replace(
+                live,
+                variables={
+                    name: VARIABLE_TYPE_NAMES.get(code, "unknown")
+                    for name, code in description.variables.items()
+                },
+            )
+        self._live = live
+        self._gateway.device_described(self, description)
+
+    def _published(self, info: messages.EventInfo) -> None:
+        if self.device_id is None:
+            return
+        self._gateway.publish(
+            CloudEvent(
+                name=info.name,
+                data=info.data.decode("utf-8", errors="replace") if info.data is not None else None,
+                ttl=info.ttl,
+                public=info.public,
+                published_at=datetime.now(UTC),
+                device_id=self.device_id,
+                owner_id=self.owner_id,
+            )
+        )
+
+    # -- the DeviceLink the router uses ---------------------------------------------------
+
+    @property
+    def live(self) -> LiveDevice:
+        assert self._live is not None
+        return self._live
+
+    @property
+    def is_online(self) -> bool:
+        return self._live is not None and not self._closing
+
+    async def _request(
+        self, start: Callable[..., int], timeout_s: float, *args: object
+    ) -> ResponseReceived:
+        if not self.is_online:
+            raise DeviceOffline("Device is offline")
+        try:
+            token = start(*args)
+        except NoTokenFree as exc:
+            raise DeviceBusy("Too many requests are waiting for this device") from exc
+        future: asyncio.Future[ResponseReceived] = asyncio.get_running_loop().create_future()
+        self._waiters[token] = future
+        self._flush()
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            raise DeviceTimedOut("Timed out.") from None
+        finally:
+            self._waiters.pop(token, None)
+            self.connection.forget(token)
+
+    async def call_function(self, name: str, argument: str, timeout_s: float) -> int:
+        reply = await self._request(self.connection.call_function, timeout_s, name, argument)
+        if reply.code != CoapCode.CHANGED:
+            raise CloudError(f"The device refused the call ({format_code(reply.code)})")
+        try:
+            return messages.decode_function_result(reply.payload)
+        except ProtocolError as exc:
+            raise CloudError(f"The device answered the call with {exc.reason}") from exc
+
+    async def get_variable(self, name: str, timeout_s: float) -> VariableValue:
+        type_code = _TYPE_CODES.get(self.live.variables.get(name, ""), messages.VARIABLE_STRING)
+        reply = await self._request(self.connection.request_variable, timeout_s, name)
+        if reply.code == CoapCode.NOT_FOUND:
+            raise VariableNotFound("Variable not found")
+        if reply.code != CoapCode.CONTENT:
+            raise CloudError(f"The device refused the variable read ({format_code(reply.code)})")
+        try:
+            return messages.decode_variable(type_code, reply.payload)
+        except ProtocolError as exc:
+            raise CloudError(f"The device answered with {exc.reason}") from exc
+
+    async def signal(self, on: bool, timeout_s: float) -> None:
+        await self._request(self.connection.signal, timeout_s, on)
+        if self._live is not None:
+            self._live = replace(self._live, signaling=on)
+
+    def deliver_event(self, event: CloudEvent) -> None:
+        if not self.is_online or not self._matches(event):
+            return
+        try:
+            self.connection.send_event(
+                messages.EventInfo(
+                    event.name,
+                    event.data.encode() if event.data is not None else None,
+                    event.ttl,
+                    event.public,
+                )
+            )
+        except ProtocolError as error:
+            self.fail(error)
+            return
+        self._flush()
+
+    def _matches(self, event: CloudEvent) -> bool:
+        for sub in self._subscriptions:
+            if not event.name.startswith(sub.prefix):
+                continue
+            if sub.device_id is not None and sub.device_id != event.device_id:
+                continue
+            if sub.my_devices:
+                if self.owner_id is not None and event.owner_id == self.owner_id:
+                    return True
+            elif event.public:
+                return True
+        return False
+
+    # -- timers, checked by the gateway's sweep -------------------------------------------
+
+    def check_timers(self, now: float) -> None:
+        settings = self._gateway.settings
+        if self._live is None:
+            if now - self.opened_at > settings.handshake_timeout_s:
+                state = self.connection.handshake_state.value
+                waiting = "the device's Hello" if self.connection.established else state
+                self.fail(
+                    ProtocolError(
+                        Stage.TIMEOUT,
+                        f"handshake not finished within {settings.handshake_timeout_s:g} s "
+                        f"(stalled waiting in {waiting})",
+                        device_id=self.device_id,
+                    )
+                )
+            return
+        if self.ping_sent_at is not None:
+            if now - self.ping_sent_at > settings.ping_timeout_s:
+                self.fail(
+                    ProtocolError(
+                        Stage.KEEPALIVE_TIMEOUT,
+                        f"no answer to our ping within {settings.ping_timeout_s:g} s "
+                        f"after {settings.idle_ping_s:g} s of silence",
+                    )
+                )
+        elif now - self.last_received > settings.idle_ping_s:
+            self.ping_sent_at = now
+            self._run(self.connection.ping)

@@ -1,0 +1,136 @@
+"""One Cyan node: store, gateway, router, bus and API in one process (design.md).
+
+``cyan serve`` runs a Node; the system tests run the same Node on loopback ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import uvicorn
+
+from cyan.api import create_app
+from cyan.bus import EventBus
+from cyan.cloud.router import Router
+from cyan.datadir import load_or_create_server_key, prepare
+from cyan.device import DeviceOptions, KeyStore, VirtualDevice
+from cyan.gateway import Gateway
+from cyan.protocol import crypto
+from cyan.settings import Settings
+from cyan.store import Store
+
+log = logging.getLogger("cyan.node")
+
+ADMIN_USERNAME = "admin"
+DEMO_DIR = "demo-devices"
+
+
+class _EmbeddedApiServer(uvicorn.Server):
+    """uvicorn inside our own loop: signals belong to `cyan serve`, not to uvicorn."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Node:
+    settings: Settings
+    demo_devices: int = 0
+    store: Store = field(init=False)
+    router: Router = field(init=False)
+    bus: EventBus = field(init=False)
+    gateway: Gateway = field(init=False)
+    devices: list[VirtualDevice] = field(default_factory=list, init=False)
+    _api: uvicorn.Server | None = field(default=None, init=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+
+    async def start(self) -> None:
+        prepare(self.settings.data_dir)
+        server_key = load_or_create_server_key(self.settings.data_dir)
+        self.store = await Store.open(self.settings.database_url)
+        # Presence lives in memory; whatever the store says from a previous run is stale.
+        await self.store.mark_all_offline()
+        gateway_settings = self.settings.gateway
+        self.router = Router(
+            function_timeout_s=gateway_settings.function_timeout_s,
+            variable_timeout_s=gateway_settings.variable_timeout_s,
+        )
+        self.bus = EventBus()
+        self.router.add_listener(self.bus.publish)
+        self.gateway = Gateway(
+            settings=gateway_settings, server_key=server_key, store=self.store, router=self.router
+        )
+        await self.gateway.start()
+        await self._start_api()
+        if self.demo_devices:
+            await self._start_demo_devices(self.demo_devices)
+
+    async def _start_api(self) -> None:
+        app = create_app(
+            store=self.store, router=self.router, bus=self.bus, settings=self.settings.api
+        )
+        config = uvicorn.Config(
+            app,
+            host=self.settings.api.host,
+            port=self.settings.api.port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        self._api = _EmbeddedApiServer(config)
+        task = asyncio.create_task(self._api.serve(), name="api")
+        self._tasks.append(task)
+        while not self._api.started:
+            if task.done():
+                task.result()  # surfaces the bind error
+                raise RuntimeError("the API server stopped while starting")
+            await asyncio.sleep(0.02)
+
+    @property
+    def api_port(self) -> int:
+        assert self._api is not None
+        return int(self._api.servers[0].sockets[0].getsockname()[1])
+
+    async def _start_demo_devices(self, count: int) -> None:
+        admin = await self.store.ensure_user(ADMIN_USERNAME)
+        server_public = self.gateway.server_key.public_key()
+        for index in range(1, count + 1):
+            directory = self.settings.data_dir / DEMO_DIR / f"demo-{index}"
+            keystore = _demo_keystore(directory, server_public, self.gateway.port)
+            record = await self.store.get_device(keystore.device_id)
+            if record is None or await self.store.device_key(keystore.device_id) is None:
+                await self.store.add_device(
+                    keystore.device_id, _der(keystore), owner_id=admin.id, name=f"demo-{index}"
+                )
+            device = VirtualDevice(keystore, DeviceOptions(server=f"127.0.0.1:{self.gateway.port}"))
+            self.devices.append(device)
+            self._tasks.append(asyncio.create_task(device.run(), name=f"demo-{index}"))
+
+    async def stop(self) -> None:
+        for device in self.devices:
+            await device.stop()
+        if self._api is not None:
+            self._api.should_exit = True
+        await self.gateway.stop()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(task, 5)
+        self.bus.close()
+        await self.store.close()
+
+
+def _demo_keystore(directory: Path, server_public: crypto.RsaPublicKey, port: int) -> KeyStore:
+    if (directory / "device-key.der").exists():
+        return KeyStore.load(directory)
+    return KeyStore.create(directory, server_public, host="127.0.0.1", port=port)
+
+
+def _der(keystore: KeyStore) -> bytes:
+    return crypto.public_key_der(keystore.device_key.public_key())

@@ -1,0 +1,242 @@
+"""The device end of a connection, as Photon firmware behaves (protocol.md §2, §4, §7).
+
+Used by the virtual device, by ``cyan doctor`` and by the benchmarks. Replies come
+in two styles that real firmware uses: device-os 2.x answers describe and
+variable requests with an empty ACK and a separate response; 0.x firmware
+piggy-backs the answer on the ACK (§4.5, §4.7, §7).
+"""
+
+from __future__ import annotations
+
+from cyan.protocol import crypto, messages
+from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
+from cyan.protocol.connection import DEFAULT_MAX_FRAME_BYTES, Clock, Connection
+from cyan.protocol.errors import ProtocolError, Stage
+from cyan.protocol.events import (
+    DescribeRequested,
+    EventDelivered,
+    FunctionCallRequested,
+    PingAcknowledged,
+    RequestKind,
+    ServerHelloReceived,
+    SessionStarted,
+    SignalRequested,
+    TimeReceived,
+    VariableRequested,
+)
+from cyan.protocol.handshake import (
+    NONCE_BYTES,
+    SERVER_REPLY_BYTES,
+    DeviceHandshake,
+    DeviceState,
+    RandomBytes,
+    SessionMaterial,
+)
+from cyan.protocol.messages import MessageKind, classify
+
+MAX_FUNCTION_ARGUMENT_BYTES = 1024  # protocol_defs.h MAX_FUNCTION_ARG_LENGTH
+
+
+class DeviceConnection(Connection):
+    def __init__(
+        self,
+        device_id: str,
+        device_key: crypto.RsaPrivateKey,
+        server_public_key: crypto.RsaPublicKey,
+        hello: messages.HelloInfo,
+        *,
+        random_bytes: RandomBytes,
+        clock: Clock,
+        separate_responses: bool = True,
+        send_public_key: bool = True,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        super().__init__(random_bytes=random_bytes, clock=clock, max_frame_bytes=max_frame_bytes)
+        self._handshake = DeviceHandshake(
+            device_id, device_key, server_public_key, send_public_key=send_public_key
+        )
+        self._hello = hello
+        self.separate_responses = separate_responses
+        self.server_hello_received = False
+
+    @property
+    def handshake_state(self) -> DeviceState:
+        return self._handshake.state
+
+    # -- what the device sends on its own -------------------------------------------------
+
+    def publish(self, event: messages.EventInfo, *, confirmable: bool = False) -> None:
+        self.send(messages.event(self._next_id(), event, confirmable=confirmable))
+
+    def subscribe(self, prefix: str, *, my_devices: bool, device_id: str | None = None) -> None:
+        self.send(
+            messages.subscribe(self._next_id(), prefix, my_devices=my_devices, device_id=device_id)
+        )
+
+    def post_describe(self, flags: int, body: bytes) -> None:
+        self.send(messages.describe_post(self._next_id(), flags, body))
+
+    def request_time(self) -> int:
+        token = self._allocate_token(RequestKind.TIME)
+        self.send(messages.time_request(self._next_id(), bytes([token])))
+        return token
+
+    def ping(self) -> None:
+        self.send(messages.ping(self._next_id()))
+
+    # -- answers to the server's requests -------------------------------------------------
+
+    def reply_describe(self, request: DescribeRequested, body: bytes) -> None:
+        token = bytes([request.token])
+        if self.separate_responses:
+            # device-os 2.x sends the describe as a separate CON 2.05 (protocol.md §7).
+            self.send(
+                messages.separate_response(
+                    self._next_id(), CoapCode.CONTENT, token, body, confirmable=True
+                )
+            )
+        else:
+            self.send(messages.coded_ack(request.message_id, CoapCode.CONTENT, token, body))
+
+    def reply_function(self, token: int, value: int) -> None:
+        self.send(
+            messages.separate_response(
+                self._next_id(),
+                CoapCode.CHANGED,
+                bytes([token]),
+                messages.encode_function_result(value),
+            )
+        )
+
+    def reply_variable(self, request: VariableRequested, value: bytes | None) -> None:
+        """``value`` None means the device has no such variable (NON 4.04 on device-os)."""
+        code = CoapCode.CONTENT if value is not None else CoapCode.NOT_FOUND
+        token = bytes([request.token])
+        if self.separate_responses:
+            self.send(messages.separate_response(self._next_id(), code, token, value or b""))
+        else:
+            self.send(messages.coded_ack(request.message_id, code, token, value or b""))
+
+    # -- what arrives ---------------------------------------------------------------------
+
+    def _advance_handshake(self) -> None:
+        if self._handshake.state is DeviceState.START:
+            nonce = self._take_raw(NONCE_BYTES)
+            if nonce is None:
+                return
+            self._out += self._handshake.identify(nonce)
+        if self._handshake.state is DeviceState.ID_SENT:
+            reply = self._take_raw(SERVER_REPLY_BYTES)
+            if reply is None:
+                return
+            material = self._handshake.read_session_key(reply)
+            # The Hello takes the salt-seeded id plus one (protocol.md §7).
+            self._message_id = material.first_message_id
+            self._start_hello_then_channel(material)
+
+    def _start_hello_then_channel(self, material: SessionMaterial) -> None:
+        early, self._raw = bytes(self._raw), bytearray()
+        self._start_channel(material)
+        self.send(messages.hello(self._next_id(), messages.encode_hello_payload(self._hello)))
+        self._emit(SessionStarted())
+        if early:
+            self.receive_data(early)
+
+    def _eof_stage(self) -> Stage:
+        if self._channel is None:
+            return (
+                Stage.NONCE
+                if self._handshake.state is DeviceState.START
+                else Stage.HANDSHAKE_DECRYPT
+            )
+        return Stage.HELLO if not self.server_hello_received else Stage.SESSION
+
+    def _eof_reason(self) -> str:
+        if self._handshake.state is DeviceState.START:
+            return "the server closed the connection before sending its 40-byte nonce"
+        if self._channel is None:
+            return (
+                "the server closed the connection after our handshake block: it did not "
+                "accept this device (unknown device, another key registered, or it could "
+                "not decrypt the block because this device holds another server's key)"
+            )
+        if not self.server_hello_received:
+            return "the server closed the connection before answering our Hello"
+        return "the server closed the connection"
+
+    def _handle(self, message: CoapMessage) -> None:
+        kind = classify(message)
+        if kind is MessageKind.HELLO:
+            self._ack_if_confirmable(message)
+            if not self.server_hello_received:
+                self.server_hello_received = True
+                self._emit(ServerHelloReceived())
+        elif kind is MessageKind.PING:
+            self.send(messages.empty_ack(message.message_id))
+        elif kind is MessageKind.DESCRIBE:
+            self._on_describe(message)
+        elif kind is MessageKind.FUNCTION_CALL:
+            self._on_function_call(message)
+        elif kind is MessageKind.VARIABLE_REQUEST:
+            self._on_variable_request(message)
+        elif kind is MessageKind.SIGNAL:
+            query = message.uri_query
+            self.send(messages.coded_ack(message.message_id, CoapCode.CHANGED, message.token))
+            self._emit(SignalRequested(bool(query and query[0][:1] == b"\x01")))
+        elif kind is MessageKind.EVENT:
+            self._emit(EventDelivered(messages.decode_event(message)))
+        elif kind is MessageKind.RESPONSE:
+            self._on_response(message)
+        elif kind is MessageKind.EMPTY_ACK:
+            self._emit(PingAcknowledged())
+        else:
+            # device-os drops messages it does not know (protocol.md §5.3).
+            self._ack_if_confirmable(message)
+
+    def _on_describe(self, message: CoapMessage) -> None:
+        query = message.uri_query
+        flags = query[0][0] if query and query[0] else 0x03
+        if len(message.token) != 1:
+            raise ProtocolError(Stage.SESSION, "describe request without a 1-byte token")
+        if self.separate_responses:
+            self.send(messages.empty_ack(message.message_id))
+        self._emit(DescribeRequested(message.token[0], flags, message.message_id))
+
+    def _on_function_call(self, message: CoapMessage) -> None:
+        path, query = message.uri_path, message.uri_query
+        if len(message.token) != 1 or len(path) < 2:
+            # device-os drops the connection on a request without a token (protocol.md §5.3).
+            raise ProtocolError(Stage.SESSION, "function call without a token or a name")
+        argument = query[0] if query else b""
+        if len(argument) > MAX_FUNCTION_ARGUMENT_BYTES:
+            self.send(messages.coded_ack(message.message_id, CoapCode.BAD_REQUEST, message.token))
+            return
+        self.send(messages.empty_ack(message.message_id))
+        self._emit(
+            FunctionCallRequested(
+                message.token[0],
+                path[1].decode(errors="replace"),
+                argument.decode(errors="replace"),
+            )
+        )
+
+    def _on_variable_request(self, message: CoapMessage) -> None:
+        path = message.uri_path
+        if len(message.token) != 1 or len(path) < 2:
+            raise ProtocolError(Stage.SESSION, "variable request without a token or a name")
+        if self.separate_responses:
+            self.send(messages.empty_ack(message.message_id))
+        self._emit(
+            VariableRequested(
+                message.token[0], path[1].decode(errors="replace"), message.message_id
+            )
+        )
+
+    def _on_response(self, message: CoapMessage) -> None:
+        if message.type == CoapType.CON:
+            self.send(messages.empty_ack(message.message_id))
+        # The device takes any 2.05 as the time (device-os messages.cpp decodeType).
+        if message.code == CoapCode.CONTENT and len(message.payload) >= 4:
+            if message.token and len(message.token) == 1:
+                self._pending.pop(message.token[0], None)
+            self._emit(TimeReceived(int.from_bytes(message.payload[:4], "big")))

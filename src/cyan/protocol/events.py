@@ -1,0 +1,124 @@
+"""What a connection tells its owner, one frozen class per thing that happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from cyan.protocol.messages import Description, EventInfo, HelloInfo, SubscriptionInfo
+
+
+class RequestKind(Enum):
+    DESCRIBE = "describe"
+    FUNCTION = "function"
+    VARIABLE = "variable"
+    SIGNAL = "signal"
+    TIME = "time"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Base of every protocol event."""
+
+
+# -- server side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceIdentified(Event):
+    """The device named itself; answer with ``accept_device(registered_key)``."""
+
+    device_id: str
+    offered_public_key_der: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class HelloReceived(Event):
+    """The device's Hello arrived and ours went out: the device is breathing cyan."""
+
+    device_id: str
+    hello: HelloInfo
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeReceived(Event):
+    description: Description
+
+
+@dataclass(frozen=True, slots=True)
+class EventPublished(Event):
+    event: EventInfo
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRequested(Event):
+    subscription: SubscriptionInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived(Event):
+    """The answer to a request we sent, matched by its token."""
+
+    kind: RequestKind
+    token: int
+    code: int
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GoodbyeReceived(Event):
+    payload: bytes
+
+
+# -- device side ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SessionStarted(Event):
+    """Keys exchanged and our Hello sent; waiting for the server's Hello."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerHelloReceived(Event):
+    """The server answered our Hello: breathing cyan."""
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeRequested(Event):
+    token: int
+    flags: int
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionCallRequested(Event):
+    token: int
+    name: str
+    argument: str
+
+
+@dataclass(frozen=True, slots=True)
+class VariableRequested(Event):
+    token: int
+    name: str
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class SignalRequested(Event):
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EventDelivered(Event):
+    event: EventInfo
+
+
+@dataclass(frozen=True, slots=True)
+class TimeReceived(Event):
+    unix_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class PingAcknowledged(Event):
+    pass

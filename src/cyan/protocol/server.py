@@ -1,0 +1,209 @@
+"""The server end of a device connection (protocol.md §2, §4, §6 "Server")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cyan.protocol import crypto, messages
+from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
+from cyan.protocol.connection import DEFAULT_MAX_FRAME_BYTES, Clock, Connection
+from cyan.protocol.errors import ProtocolError, Stage
+from cyan.protocol.events import (
+    DescribeReceived,
+    DeviceIdentified,
+    EventPublished,
+    GoodbyeReceived,
+    HelloReceived,
+    RequestKind,
+    ResponseReceived,
+    SubscriptionRequested,
+)
+from cyan.protocol.handshake import (
+    DEVICE_BLOCK_BYTES,
+    RandomBytes,
+    ServerHandshake,
+    ServerState,
+)
+from cyan.protocol.messages import MessageKind, classify
+
+RequestBuilder = Callable[[int, bytes], CoapMessage]
+
+
+class ServerConnection(Connection):
+    """Call ``start()`` once on accept; answer ``DeviceIdentified`` with ``accept_device``."""
+
+    def __init__(
+        self,
+        server_key: crypto.RsaPrivateKey,
+        *,
+        random_bytes: RandomBytes,
+        clock: Clock,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        super().__init__(random_bytes=random_bytes, clock=clock, max_frame_bytes=max_frame_bytes)
+        self._handshake = ServerHandshake(server_key, random_bytes)
+        self.device_id: str | None = None
+        self.hello: messages.HelloInfo | None = None
+
+    @property
+    def handshake_state(self) -> ServerState:
+        return self._handshake.state
+
+    def start(self) -> None:
+        self._out += self._handshake.nonce()
+
+    def accept_device(self, registered_key: crypto.RsaPublicKey | None) -> None:
+        """Answer the device with the session key, or raise unknown-device / key-mismatch."""
+        reply, material = self._handshake.session_key_reply(registered_key)
+        self._out += reply
+        self._start_channel(material)
+
+    # -- requests to the device -----------------------------------------------------------
+
+    def request_describe(self, flags: int = messages.DescribeFlags.APPLICATION) -> int:
+        return self._request(
+            RequestKind.DESCRIBE, lambda mid, tok: messages.describe_request(mid, tok, flags)
+        )
+
+    def call_function(self, name: str, argument: str) -> int:
+        return self._request(
+            RequestKind.FUNCTION, lambda mid, tok: messages.function_call(mid, tok, name, argument)
+        )
+
+    def request_variable(self, name: str) -> int:
+        return self._request(
+            RequestKind.VARIABLE, lambda mid, tok: messages.variable_request(mid, tok, name)
+        )
+
+    def signal(self, on: bool) -> int:
+        return self._request(RequestKind.SIGNAL, lambda mid, tok: messages.signal(mid, tok, on))
+
+    def send_event(self, event: messages.EventInfo) -> None:
+        self.send(messages.event(self._next_id(), event))
+
+    def ping(self) -> None:
+        self.send(messages.ping(self._next_id()))
+
+    def _request(self, kind: RequestKind, build: RequestBuilder) -> int:
+        token = self._allocate_token(kind)
+        self.send(build(self._next_id(), bytes([token])))
+        return token
+
+    # -- what arrives ---------------------------------------------------------------------
+
+    def _advance_handshake(self) -> None:
+        if self._handshake.state is ServerState.NONCE_SENT:
+            block = self._take_raw(DEVICE_BLOCK_BYTES)
+            if block is None:
+                return
+            self.device_id = self._handshake.read_device_block(block)
+            self._emit(DeviceIdentified(self.device_id, self._handshake.offered_key_der))
+        # Anything after the block is the device's Hello, sent as soon as it has the
+        # session key; it stays buffered until accept_device() starts the channel.
+
+    def _eof_stage(self) -> Stage:
+        if self._channel is None:
+            if self._handshake.state is ServerState.NONCE_SENT:
+                return Stage.NONCE
+            return Stage.UNKNOWN_DEVICE
+        return Stage.HELLO if self.hello is None else Stage.SESSION
+
+    def _eof_reason(self) -> str:
+        state = self._handshake.state
+        if state is ServerState.NONCE_SENT:
+            return (
+                f"the connection closed after {len(self._raw)} of the "
+                f"{DEVICE_BLOCK_BYTES} handshake bytes the device owes"
+            )
+        if self.hello is None:
+            return (
+                "the device closed the connection after the key exchange, without a Hello: "
+                "it could not decrypt the session key (another device key is registered "
+                "here) or did not trust our signature (it holds another server key)"
+            )
+        return "the device closed the connection"
+
+    def _handle(self, message: CoapMessage) -> None:
+        kind = classify(message)
+        if self.hello is None:
+            if kind is not MessageKind.HELLO:
+                raise ProtocolError(
+                    Stage.HELLO,
+                    f"expected the device's Hello, got {message.describe()}",
+                    device_id=self.device_id,
+                )
+            self._receive_hello(message)
+            return
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, message)
+        else:
+            # Goodbye, OTA messages outside an update, unknown paths: acknowledge and drop,
+            # as device-os does with messages it does not know (protocol.md §5.3).
+            self._ack_if_confirmable(message)
+
+    def _receive_hello(self, message: CoapMessage) -> None:
+        self.hello = messages.decode_hello_payload(message.payload)
+        # Our send counter starts at a random value, announced by our Hello (PS-HS send_hello).
+        self._message_id = int.from_bytes(self._random(2), "big")
+        self.send(messages.hello(self._message_id))
+        assert self.device_id is not None
+        self._emit(HelloReceived(self.device_id, self.hello))
+
+    def _on_ping(self, message: CoapMessage) -> None:
+        self.send(messages.empty_ack(message.message_id))
+
+    def _on_event(self, message: CoapMessage) -> None:
+        self._ack_if_confirmable(message)
+        self._emit(EventPublished(messages.decode_event(message)))
+
+    def _on_subscribe(self, message: CoapMessage) -> None:
+        subscription = messages.decode_subscribe(message)
+        if not subscription.prefix and not subscription.my_devices:
+            # An empty firehose prefix is refused (SubscribeFail, protocol.md §4.9).
+            self.send(messages.coded_ack(message.message_id, CoapCode.BAD_REQUEST))
+            return
+        self.send(messages.empty_ack(message.message_id))
+        self._emit(SubscriptionRequested(subscription))
+
+    def _on_describe_post(self, message: CoapMessage) -> None:
+        self._ack_if_confirmable(message)
+        self._emit(DescribeReceived(messages.decode_description(message.payload)))
+
+    def _on_time(self, message: CoapMessage) -> None:
+        payload = messages.encode_time(int(self._clock()))
+        self.send(messages.coded_ack(message.message_id, CoapCode.CONTENT, message.token, payload))
+
+    def _on_goodbye(self, message: CoapMessage) -> None:
+        self._ack_if_confirmable(message)
+        self._emit(GoodbyeReceived(message.payload))
+
+    def _on_response(self, message: CoapMessage) -> None:
+        # Piggy-backed answers come as ACK; separate ones as CON (ACK them) or NON (§4.5 – §4.7).
+        if message.type == CoapType.CON:
+            self.send(messages.empty_ack(message.message_id))
+        if len(message.token) != 1:
+            return
+        token = message.token[0]
+        kind = self._pending.pop(token, None)
+        if kind is None:
+            return  # a late answer to a request whose caller already gave up
+        self._emit(ResponseReceived(kind, token, message.code, message.payload))
+        if kind is RequestKind.DESCRIBE and message.code == CoapCode.CONTENT and message.payload:
+            self._emit(DescribeReceived(messages.decode_description(message.payload)))
+
+    def _ignore(self, message: CoapMessage) -> None:
+        pass
+
+
+_HANDLERS = {
+    MessageKind.PING: ServerConnection._on_ping,
+    MessageKind.EVENT: ServerConnection._on_event,
+    MessageKind.SUBSCRIBE: ServerConnection._on_subscribe,
+    MessageKind.DESCRIBE_POST: ServerConnection._on_describe_post,
+    MessageKind.TIME_REQUEST: ServerConnection._on_time,
+    MessageKind.GOODBYE: ServerConnection._on_goodbye,
+    MessageKind.RESPONSE: ServerConnection._on_response,
+    MessageKind.EMPTY_ACK: ServerConnection._ignore,
+    MessageKind.RESET: ServerConnection._ignore,
+}

@@ -1,0 +1,43 @@
+"""Plain, immutable values the store hands out.
+
+Callers never see ORM objects: those belong to a session that has ended by the
+time the caller looks, and any lazy attribute load would then fail under asyncio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    username: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    id: str
+    name: str | None
+    owner_id: int | None
+    platform_id: int | None
+    product_id: int | None
+    product_firmware_version: int | None
+    system_firmware_version: str | None
+    last_ip: str | None
+    last_heard: datetime | None
+    last_handshake_at: datetime | None
+    online: bool
+    functions: tuple[str, ...]
+    variables: dict[str, str]
+    notes: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdate:
+    device_id: str
+    online: bool
+    last_heard: datetime

@@ -1,0 +1,175 @@
+"""The installed `cyan` command as a user runs it: serve, keys, device, token; kill -9 and back."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+CYAN = shutil.which("cyan") or str(Path(sys.executable).parent / "cyan")
+BOUND_S = 20.0  # hang bound for processes to come up; not a speed check
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def cyan(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "CYAN_DATA_DIR": str(data_dir), "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [CYAN, *args], env=env, capture_output=True, text=True, timeout=60, check=check
+    )
+
+
+def start(args: list[str], data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "CYAN_DATA_DIR": str(data_dir), "NO_COLOR": "1"}
+    with log.open("ab") as sink:
+        return subprocess.Popen([CYAN, *args], env=env, stdout=sink, stderr=subprocess.STDOUT)
+
+
+def wait_connected(api: str, token: str, want: int) -> list[dict[str, object]]:
+    deadline = time.monotonic() + BOUND_S
+    devices: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        try:
+            devices = httpx.get(
+                f"{api}/v1/devices", headers={"Authorization": f"Bearer {token}"}, timeout=2
+            ).json()
+            if sum(bool(d["connected"]) for d in devices) >= want:
+                return devices
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"fewer than {want} devices online: {devices}")
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_kill_9_and_restart_brings_every_device_back(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    data = tmp_path / "data"
+    device_port, api_port = free_port(), free_port()
+    api = f"http://127.0.0.1:{api_port}"
+    serve = [
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--device-port",
+        str(device_port),
+        "--api-port",
+        str(api_port),
+        "--demo",
+        "2",
+    ]
+    processes.append(start(serve, data, tmp_path / "serve.log"))
+
+    keys_dir = tmp_path / "lab-keys"
+    made = cyan(
+        "keys", "new", "--out", str(keys_dir), "--server-port", str(device_port), data_dir=data
+    )
+    device_id = made.stdout.strip()
+    assert device_id == (keys_dir / "device-id").read_text().strip()
+    cyan(
+        "device",
+        "add",
+        device_id,
+        "--public-key",
+        str(keys_dir / "device-key.pub.pem"),
+        "--name",
+        "lab",
+        data_dir=data,
+    )
+    processes.append(
+        start(
+            ["device", "run", "--keys", str(keys_dir), "--server", f"127.0.0.1:{device_port}"],
+            data,
+            tmp_path / "device.log",
+        )
+    )
+    token = cyan("token", "create", data_dir=data).stdout.strip()
+    before = wait_connected(api, token, 3)
+    assert sorted(str(d["name"]) for d in before) == ["demo-1", "demo-2", "lab"]
+
+    processes[0].send_signal(signal.SIGKILL)
+    processes[0].wait()
+    processes[0] = start(serve, data, tmp_path / "serve.log")
+    after = wait_connected(api, token, 3)  # the same token still works after the crash
+    assert sorted(str(d["id"]) for d in after) == sorted(str(d["id"]) for d in before)
+
+    call = httpx.post(
+        f"{api}/v1/devices/lab/digitalwrite",
+        json={"args": "D7,HIGH"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert call.json()["return_value"] == 1
+    device_log = (tmp_path / "device.log").read_text()
+    assert device_log.count("cloud: connected") >= 2  # reconnected by itself
+
+
+def test_cli_errors_say_what_and_how_to_fix(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    bad_id = cyan("device", "add", "not-an-id", "--public-key", "x.pem", data_dir=data, check=False)
+    assert bad_id.returncode == 1
+    assert "not a device id" in bad_id.stderr
+    missing = cyan(
+        "device",
+        "add",
+        "0" * 24,
+        "--public-key",
+        str(tmp_path / "nope.pem"),
+        data_dir=data,
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert "does not exist" in missing.stderr
+    no_keys = cyan("device", "run", "--keys", str(tmp_path / "empty"), data_dir=data, check=False)
+    assert no_keys.returncode == 1
+    assert "Fix:" in no_keys.stderr
+    assert "cyan keys new" in no_keys.stderr
+
+
+def test_device_list_shows_registered_devices(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    keys_dir = tmp_path / "k"
+    device_id = cyan("keys", "new", "--out", str(keys_dir), data_dir=data).stdout.strip()
+    cyan(
+        "device",
+        "add",
+        device_id,
+        "--public-key",
+        str(keys_dir / "device-key.pub.pem"),
+        "--name",
+        "shed",
+        data_dir=data,
+    )
+    listing = cyan("device", "list", data_dir=data).stdout
+    assert device_id in listing
+    assert "shed" in listing
+    again = cyan("keys", "new", "--out", str(keys_dir), data_dir=data, check=False)
+    assert again.returncode == 1
+    assert "already holds a device key" in again.stderr
