@@ -54,6 +54,15 @@ def wait_connected(api: str, token: str, want: int) -> list[dict[str, object]]:
     raise AssertionError(f"fewer than {want} devices online: {devices}")
 
 
+def new_registered_device(keys_dir: Path, name: str, data: Path, *extra: str) -> str:
+    """`cyan keys new` then `cyan device add`, as README tells a user; returns the id."""
+    device_id = cyan("keys", "new", "--out", str(keys_dir), *extra, data_dir=data).stdout.strip()
+    assert device_id == (keys_dir / "device-id").read_text().strip()
+    public_key = str(keys_dir / "device-key.pub.pem")
+    cyan("device", "add", device_id, "--public-key", public_key, "--name", name, data_dir=data)
+    return device_id
+
+
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -88,21 +97,7 @@ def test_kill_9_and_restart_brings_every_device_back(
     processes.append(start(serve, data, tmp_path / "serve.log"))
 
     keys_dir = tmp_path / "lab-keys"
-    made = cyan(
-        "keys", "new", "--out", str(keys_dir), "--server-port", str(device_port), data_dir=data
-    )
-    device_id = made.stdout.strip()
-    assert device_id == (keys_dir / "device-id").read_text().strip()
-    cyan(
-        "device",
-        "add",
-        device_id,
-        "--public-key",
-        str(keys_dir / "device-key.pub.pem"),
-        "--name",
-        "lab",
-        data_dir=data,
-    )
+    new_registered_device(keys_dir, "lab", data, "--server-port", str(device_port))
     processes.append(
         start(
             ["device", "run", "--keys", str(keys_dir), "--server", f"127.0.0.1:{device_port}"],
@@ -156,17 +151,7 @@ def test_cli_errors_say_what_and_how_to_fix(tmp_path: Path) -> None:
 def test_device_list_shows_registered_devices(tmp_path: Path) -> None:
     data = tmp_path / "data"
     keys_dir = tmp_path / "k"
-    device_id = cyan("keys", "new", "--out", str(keys_dir), data_dir=data).stdout.strip()
-    cyan(
-        "device",
-        "add",
-        device_id,
-        "--public-key",
-        str(keys_dir / "device-key.pub.pem"),
-        "--name",
-        "shed",
-        data_dir=data,
-    )
+    device_id = new_registered_device(keys_dir, "shed", data)
     listing = cyan("device", "list", data_dir=data).stdout
     assert device_id in listing
     assert "shed" in listing

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from cyan.device import KeyStore
+from cyan.device import KeyStore, VirtualDevice
 from cyan.protocol import crypto, keys
 from tests.system import Cloud, RawDevice, eventually, failures_at, running_cloud
 
@@ -39,12 +39,18 @@ async def cloud(tmp_path: Path) -> Cloud:  # type: ignore[misc]
         yield started
 
 
+@pytest.fixture
+async def good(cloud: Cloud) -> VirtualDevice:
+    """A well-behaved device that must stay connected through everyone else's bad input."""
+    device = await cloud.add_device()
+    await cloud.online(device)
+    return device
+
+
 async def test_short_handshake_then_close_is_nonce_stage(
-    cloud: Cloud, caplog: pytest.LogCaptureFixture
+    cloud: Cloud, good: VirtualDevice, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "cyan.gateway")
-    good = await cloud.add_device()
-    await cloud.online(good)
     raw = await RawDevice.open(cloud.device_port)
     assert len(await raw.reader.readexactly(40)) == 40
     raw.writer.write(b"\x00" * 17)
@@ -56,11 +62,9 @@ async def test_short_handshake_then_close_is_nonce_stage(
 
 
 async def test_random_handshake_block_is_decrypt_stage(
-    cloud: Cloud, caplog: pytest.LogCaptureFixture
+    cloud: Cloud, good: VirtualDevice, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "cyan.gateway")
-    good = await cloud.add_device()
-    await cloud.online(good)
     raw = await RawDevice.open(cloud.device_port)
     await raw.reader.readexactly(40)
     raw.writer.write(os.urandom(256))
@@ -144,11 +148,14 @@ async def _session(cloud: Cloud, tmp_path: Path) -> tuple[RawDevice, KeyStore]:
     ],
 )
 async def test_bad_frame_after_handshake_closes_only_that_connection(
-    cloud: Cloud, caplog: pytest.LogCaptureFixture, tmp_path: Path, frame: bytes, reason: str
+    cloud: Cloud,
+    good: VirtualDevice,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    frame: bytes,
+    reason: str,
 ) -> None:
     caplog.set_level(logging.INFO, "cyan.gateway")
-    good = await cloud.add_device()
-    await cloud.online(good)
     raw, keystore = await _session(cloud, tmp_path)
     raw.writer.write(frame)
     assert await raw.closed_by_server()
