@@ -56,6 +56,8 @@ class DeviceSession(asyncio.Protocol):
         self.remote_ip = "?"
         self.opened_at = gateway.monotonic()
         self.last_received = self.opened_at
+        # Wall-clock time of the last frame; a float per frame, turned into LiveDevice on read.
+        self.last_heard_at = gateway.clock()
         self.ping_sent_at: float | None = None
         self.device_id: str | None = None
         self.owner_id: int | None = None
@@ -78,8 +80,7 @@ class DeviceSession(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_received = self._gateway.monotonic()
         self.ping_sent_at = None
-        if self._live is not None:
-            self._live = replace(self._live, last_heard=datetime.now(UTC))
+        self.last_heard_at = self._gateway.clock()
         self._run(self.connection.receive_data, data)
 
     def eof_received(self) -> bool | None:
@@ -240,7 +241,7 @@ class DeviceSession(asyncio.Protocol):
     @property
     def live(self) -> LiveDevice:
         assert self._live is not None
-        return self._live
+        return replace(self._live, last_heard=datetime.fromtimestamp(self.last_heard_at, UTC))
 
     @property
     def is_online(self) -> bool:

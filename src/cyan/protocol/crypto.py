@@ -53,12 +53,17 @@ def sign_hmac(private_key: rsa.RSAPrivateKey, digest: bytes) -> bytes:
     return private_key.sign(digest, padding.PKCS1v15(), NoDigestInfo())
 
 
-def signature_matches(public_key: rsa.RSAPublicKey, signature: bytes, digest: bytes) -> bool:
+def recover_signed_digest(public_key: rsa.RSAPublicKey, signature: bytes) -> bytes | None:
+    """What a raw type-1 signature carries, or None when it is not one under this key."""
     try:
-        recovered = public_key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
+        return public_key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
     except (InvalidSignature, ValueError):
-        return False
-    return _hmac.compare_digest(recovered, digest)
+        return None
+
+
+def signature_matches(public_key: rsa.RSAPublicKey, signature: bytes, digest: bytes) -> bool:
+    recovered = recover_signed_digest(public_key, signature)
+    return recovered is not None and _hmac.compare_digest(recovered, digest)
 
 
 def handshake_hmac(session_material: bytes, ciphertext: bytes) -> bytes:

@@ -211,22 +211,26 @@ class DeviceHandshake:
     def read_session_key(self, reply: bytes) -> SessionMaterial:
         self._move(DeviceInput.RECV_SESSION_KEY)
         ciphertext = reply[:SESSION_CIPHERTEXT_BYTES]
+        # The signature is checked first: decrypting with a wrong device key yields random
+        # bytes (implicit rejection) that are 40 bytes long about once in a hundred tries, so
+        # only a valid signature lets a bad session key be blamed on the device key.
+        signed = crypto.recover_signed_digest(self._server_key, reply[SESSION_CIPHERTEXT_BYTES:])
+        if signed is None:
+            # A Photon blinks magenta here (AUTHENTICATION_ERROR, protocol.md §5.2).
+            raise ProtocolError(
+                Stage.SERVER_KEY,
+                "the server's signature does not verify with the server key this device holds",
+            )
         raw = crypto.rsa_decrypt(self._device_key, ciphertext)
-        if raw is None or len(raw) != crypto.SESSION_MATERIAL_BYTES:
-            # A Photon blinks orange here (DECRYPTION_ERROR, protocol.md §5.2).
+        if (
+            raw is None
+            or len(raw) != crypto.SESSION_MATERIAL_BYTES
+            or not hmac.compare_digest(crypto.handshake_hmac(raw, ciphertext), signed)
+        ):
+            # A Photon blinks orange here (DECRYPTION_ERROR).
             raise ProtocolError(
                 Stage.HANDSHAKE_DECRYPT,
                 "the server's session key does not decrypt with this device's key "
                 "(the server has another public key registered for this device)",
-            )
-        if not crypto.signature_matches(
-            self._server_key,
-            reply[SESSION_CIPHERTEXT_BYTES:],
-            crypto.handshake_hmac(raw, ciphertext),
-        ):
-            # A Photon blinks magenta here (AUTHENTICATION_ERROR).
-            raise ProtocolError(
-                Stage.SERVER_KEY,
-                "the server's signature does not verify with the server key this device holds",
             )
         return SessionMaterial(raw)

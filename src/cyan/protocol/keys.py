@@ -117,7 +117,8 @@ def build_server_key_image(
         try:
             ip = ipaddress.IPv4Address(host)
         except ValueError:
-            if not (host.isascii() and host.isprintable() and 0 < len(host) <= MAX_DOMAIN_BYTES):
+            # Printable without space, as the firmware's parser requires (parse_server_address.h).
+            if not (0 < len(host) <= MAX_DOMAIN_BYTES and all(0x20 < ord(c) < 0x7F for c in host)):
                 raise ValueError(
                     f"server host {host!r} must be an IPv4 address or a printable ASCII name "
                     f"of at most {MAX_DOMAIN_BYTES} characters"
@@ -127,6 +128,9 @@ def build_server_key_image(
             image[SERVER_ADDRESS_OFFSET + 1] = len(name)
             image[SERVER_ADDRESS_OFFSET + 2 : SERVER_ADDRESS_OFFSET + 2 + len(name)] = name
         else:
+            if ip.packed in (b"\x00" * 4, b"\xff" * 4):
+                # The firmware reads these as "unset" and would fall back to Particle's cloud.
+                raise ValueError(f"server host {host} is not a usable address")
             image[SERVER_ADDRESS_OFFSET] = AddressType.IP
             image[SERVER_ADDRESS_OFFSET + 1] = 4
             image[SERVER_ADDRESS_OFFSET + 2 : SERVER_ADDRESS_OFFSET + 6] = ip.packed

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from cyan.protocol.coap import CoapCode, CoapMessage, CoapType, OptionNumber, encode_uint
+from cyan.protocol.coap import CoapCode, CoapMessage, CoapType, OptionNumber
 from cyan.protocol.errors import ProtocolError, Stage
 
 DEFAULT_EVENT_TTL = 60
@@ -231,9 +231,12 @@ def event(message_id: int, info: EventInfo, *, confirmable: bool = False) -> Coa
         (PATH, b"e" if info.public else b"E"),
         (PATH, info.name.encode()),
     )
-    # Max-Age only when the TTL is not the default 60 (device-os messages.cpp, §4.8).
+    if not 0 <= info.ttl <= MAX_EVENT_TTL:
+        raise ValueError(f"event TTL {info.ttl} is outside 0..{MAX_EVENT_TTL}")
+    # Max-Age only when the TTL is not the default 60, and always as 3 bytes, as device-os
+    # writes it (messages.cpp, protocol.md §4.8).
     if info.ttl != DEFAULT_EVENT_TTL:
-        options += ((MAX_AGE, encode_uint(info.ttl)),)
+        options += ((MAX_AGE, info.ttl.to_bytes(3, "big")),)
     return CoapMessage(
         CoapType.CON if confirmable else CoapType.NON,
         CoapCode.POST,
@@ -326,7 +329,9 @@ def encode_variable(type_code: int, value: VariableValue) -> bytes:
 def decode_variable(type_code: int, payload: bytes) -> VariableValue:
     try:
         if type_code == VARIABLE_BOOL:
-            return payload[:1] != b"\x00"
+            if len(payload) != 1:
+                raise struct.error("a bool is one byte")
+            return payload != b"\x00"
         if type_code == VARIABLE_INT:
             return int(struct.unpack(">i", payload)[0])
         if type_code == VARIABLE_DOUBLE:
@@ -369,8 +374,9 @@ def encode_description(
 def decode_description(payload: bytes) -> Description:
     try:
         body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ProtocolError(Stage.SESSION, f"describe is not JSON: {exc}") from exc
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # RecursionError: a frame of "[[[[…" nests deeper than the JSON parser goes.
+        raise ProtocolError(Stage.SESSION, f"describe is not JSON: {exc!r:.80}") from exc
     if not isinstance(body, dict):
         raise ProtocolError(Stage.SESSION, "describe is not a JSON object")
     functions = variables = None

@@ -20,6 +20,7 @@ from cyan.protocol.events import (
 )
 from cyan.protocol.handshake import (
     DEVICE_BLOCK_BYTES,
+    SERVER_STAGE,
     RandomBytes,
     ServerHandshake,
     ServerState,
@@ -85,6 +86,8 @@ class ServerConnection(Connection):
         self.send(messages.ping(self._next_id()))
 
     def _request(self, kind: RequestKind, build: RequestBuilder) -> int:
+        if self._channel is None:  # checked before a token is taken, so none leaks
+            raise ProtocolError(Stage.SESSION, "cannot send a request before the handshake ends")
         token = self._allocate_token(kind)
         self.send(build(self._next_id(), bytes([token])))
         return token
@@ -103,9 +106,7 @@ class ServerConnection(Connection):
 
     def _eof_stage(self) -> Stage:
         if self._channel is None:
-            if self._handshake.state is ServerState.NONCE_SENT:
-                return Stage.NONCE
-            return Stage.UNKNOWN_DEVICE
+            return SERVER_STAGE[self._handshake.state]
         return Stage.HELLO if self.hello is None else Stage.SESSION
 
     def _eof_reason(self) -> str:
@@ -114,6 +115,12 @@ class ServerConnection(Connection):
             return (
                 f"the connection closed after {len(self._raw)} of the "
                 f"{DEVICE_BLOCK_BYTES} handshake bytes the device owes"
+            )
+        if state is ServerState.START:
+            return "the connection closed before the handshake began"
+        if state is ServerState.IDENTIFIED:
+            return (
+                f"device {self.device_id} closed the connection while its key was being looked up"
             )
         if self.hello is None:
             return (
