@@ -118,11 +118,12 @@ class Node:
             await device.stop()
         if self._api is not None:
             self._api.should_exit = True
+        # Ends every open event stream, so uvicorn has no long response to wait for.
+        self.bus.close()
         await self.gateway.stop()
         for task in self._tasks:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(task, 5)
-        self.bus.close()
         await self.store.close()
 
 
