@@ -52,7 +52,6 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.fleet import device_fleet_main
 from bench.figures import (
     HOST,
     CpuMeter,
@@ -68,6 +67,7 @@ from bench.figures import (
     run,
     summary,
 )
+from bench.fleet import device_fleet_main
 from bench.processes import (
     Child,
     child_main,

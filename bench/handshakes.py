@@ -51,7 +51,6 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.fleet import BenchDevice, ConnectReport, Fleet
 from bench.figures import (
     HOST,
     CpuMeter,
@@ -67,6 +66,7 @@ from bench.figures import (
     run,
     summary,
 )
+from bench.fleet import BenchDevice, ConnectReport, Fleet
 from bench.processes import (
     Child,
     cyan_server_main,

@@ -41,7 +41,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.fleet import Fleet
 from bench.figures import (
     clock,
     console,
@@ -55,6 +54,7 @@ from bench.figures import (
     run,
     summary,
 )
+from bench.fleet import Fleet
 from bench.processes import (
     Child,
     close_bare,

@@ -224,7 +224,7 @@ async def _cyan_server(conn: Connection, data_dir: Path, gateway: dict[str, Any]
                 "described": sum(1 for device in live if device is not None and device.functions),
                 "failures_kept": len(gw.failures),
                 "failure_stages": dict(Counter(f.stage for f in gw.failures)),
-                "pending_tasks": len(gw._tasks),
+                "pending_tasks": gw.pending_writes,
             }
 
         conn.send(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from cyan.protocol import crypto
+from cyan.device import KeyStore
+from cyan.protocol import crypto, keys
 from cyan.protocol.messages import EventInfo
+from cyan.store import Store
 from tests.system import RawDevice, eventually, failures_at, running_cloud
 
 
@@ -98,3 +101,27 @@ async def test_events_reach_subscribed_devices_by_scope(tmp_path: Path) -> None:
         assert list(mine.status.received_events)[-1] == EventInfo("spark/test", b"hi", 60, False)
         await asyncio.sleep(0.3)
         assert not any(e.name == "spark/test" for e in stranger.status.received_events)
+
+
+async def test_key_replaced_from_another_process_is_picked_up(tmp_path: Path) -> None:
+    async with running_cloud(tmp_path) as cloud:
+        device = await cloud.add_device()
+        await cloud.online(device)
+        await device.stop()
+        await eventually(lambda: cloud.node.router.live(device.device_id) is None, 5, "offline")
+        # The device gets a new key, registered through a second store connection, as
+        # `cyan device add` in another process would; the gateway has the old key cached.
+        new_keys = replace(device.keys, device_key=keys.generate_device_key())
+        new_keys.save()
+        other = await Store.open(cloud.node.settings.database_url)
+        try:
+            await other.add_device(
+                device.device_id,
+                crypto.public_key_der(new_keys.device_key.public_key()),
+                owner_id=None,
+            )
+        finally:
+            await other.close()
+        reborn = await cloud.add_device(keystore=KeyStore.load(new_keys.directory), register=False)
+        await cloud.online(reborn)
+        assert not failures_at(cloud, "key-mismatch")

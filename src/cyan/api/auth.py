@@ -9,18 +9,23 @@ clients and the Particle docs' curl examples). The header wins when several are 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
+from cyan.api.cache import TtlCache
 from cyan.api.errors import BadRequest, TokenInvalid, TokenMissing
 from cyan.bus import EventBus
 from cyan.cloud.router import Router
 from cyan.settings import ApiSettings
-from cyan.store import Store, UserRecord
+from cyan.store import DeviceRecord, Store, UserRecord
+
+# See cache.py for why a few seconds.
+CACHE_TTL_S = 3.0
+CACHE_MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +36,18 @@ class ApiContext:
     router: Router
     bus: EventBus
     settings: ApiSettings
+    # token -> its user; only tokens the store accepted are kept.
+    users: TtlCache[str, UserRecord] = field(
+        default_factory=lambda: TtlCache(CACHE_TTL_S, CACHE_MAX_ENTRIES)
+    )
+    # (owner id, id or name as typed) -> device
+    devices: TtlCache[tuple[int, str], DeviceRecord] = field(
+        default_factory=lambda: TtlCache(CACHE_TTL_S, CACHE_MAX_ENTRIES)
+    )
+
+    def forget_device(self, device_id: str) -> None:
+        """Drop cached lookups of a device the API just changed (rename, claim, release)."""
+        self.devices.discard_where(lambda _key, record: record.id == device_id)
 
 
 def get_context(request: Request) -> ApiContext:
@@ -113,9 +130,12 @@ async def current_user(
     """The token's user, or a 401 in the exact shape particle-cli expects (§1.3)."""
     if token is None:
         raise TokenMissing()
-    user = await context.store.user_for_token(token)
+    user = context.users.get(token)
     if user is None:
-        raise TokenInvalid()
+        user = await context.store.user_for_token(token)
+        if user is None:
+            raise TokenInvalid()
+        context.users.put(token, user)
     return user
 
 

@@ -28,9 +28,13 @@ DEVICE_NOT_FOUND = "Device not found."
 
 async def resolve_device(context: ApiContext, user: UserRecord, id_or_name: str) -> DeviceRecord:
     """The caller's device named by id (any case) or name, as typed (rest-api.md §2)."""
-    record = await context.store.find_device(id_or_name, owner_id=user.id)
+    key = (user.id, id_or_name)
+    record = context.devices.get(key)
     if record is None:
-        raise DeviceNotFound(DEVICE_NOT_FOUND)
+        record = await context.store.find_device(id_or_name, owner_id=user.id)
+        if record is None:
+            raise DeviceNotFound(DEVICE_NOT_FOUND)
+        context.devices.put(key, record)
     return record
 
 

@@ -8,22 +8,24 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from cyan.cloud.router import Router
 from cyan.cloud.types import CloudEvent
 from cyan.gateway.session import DeviceSession
-from cyan.protocol import ProtocolError, crypto, messages
+from cyan.protocol import ProtocolError, Stage, crypto, messages
 from cyan.settings import GatewaySettings
-from cyan.store import PresenceUpdate, Store
+from cyan.store import PresenceUpdate, Registration, SessionUpdate, Store
 
 log = logging.getLogger("cyan.gateway")
 
 SWEEP_INTERVAL_S = 0.5
 LAST_HEARD_FLUSH_S = 30.0
 FAILURE_HISTORY = 200
+SHARED_DESCRIBES_MAX = 10_000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +62,12 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._presence: dict[str, PresenceUpdate] = {}
+        self._session_writes: dict[str, SessionUpdate] = {}
+        # Registered keys and owners, so a handshake of a known device never waits on the
+        # database; refreshed from the store whenever an entry could be stale (below).
+        self._registrations: dict[str, Registration] = {}
+        # A fleet runs few distinct firmwares: devices with the same describe share one copy.
+        self._shared: dict[object, Any] = {}
         self._last_heard_flush = monotonic()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -91,7 +99,7 @@ class Gateway:
         await asyncio.sleep(0)  # let connection_lost run for the closed transports
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._flush_presence()
+        await self.flush()
         if self._server is not None:
             await self._server.wait_closed()
 
@@ -107,12 +115,35 @@ class Gateway:
 
     # -- what sessions report -------------------------------------------------------------
 
-    async def registered_key(self, device_id: str) -> tuple[crypto.RsaPublicKey | None, int | None]:
-        der = await self.store.device_key(device_id)
-        if der is None:
-            return None, None
-        record = await self.store.get_device(device_id)
-        return crypto.load_public_key(der), record.owner_id if record else None
+    async def registered_key(
+        self, device_id: str, offered_der: bytes | None
+    ) -> tuple[crypto.RsaPublicKey | None, int | None]:
+        """The key and owner a device is registered with.
+
+        From memory when the device offers the key we hold; from the store when we hold
+        none or it offers another one, since `cyan device add` in another process or the
+        API may have changed it since.
+        """
+        known = self._registrations.get(device_id)
+        if known is None or (offered_der is not None and offered_der != known.public_key_der):
+            known = await self.store.registration(device_id)
+            if known is None:
+                self._registrations.pop(device_id, None)
+                return None, None
+            self._registrations[device_id] = known
+        return crypto.load_public_key(known.public_key_der), known.owner_id
+
+    def shared(self, value: T) -> T:
+        """One shared copy of an equal tuple or dict (never mutated once shared)."""
+        key = tuple(value.items()) if isinstance(value, dict) else value
+        if len(self._shared) > SHARED_DESCRIBES_MAX:
+            self._shared.clear()
+        existing: T = self._shared.setdefault(key, value)
+        return existing
+
+    def forget_registration(self, device_id: str) -> None:
+        """Read the device's key and owner from the store at its next handshake."""
+        self._registrations.pop(device_id, None)
 
     def device_online(self, session: DeviceSession) -> None:
         live = session.live
@@ -129,15 +160,14 @@ class Gateway:
             live.product_firmware_version,
         )
         self._presence.pop(live.device_id, None)
-        self.spawn(
-            self.store.record_handshake(
-                live.device_id,
-                ip=live.remote_ip,
-                at=live.connected_at,
-                platform_id=live.platform_id,
-                product_id=live.product_id,
-                product_firmware_version=live.product_firmware_version,
-            )
+        # A new connection supersedes whatever an older one had still queued.
+        self._session_writes[live.device_id] = SessionUpdate(
+            live.device_id,
+            ip=live.remote_ip,
+            handshake_at=live.connected_at,
+            platform_id=live.platform_id,
+            product_id=live.product_id,
+            product_firmware_version=live.product_firmware_version,
         )
 
     def device_described(self, session: DeviceSession, description: messages.Description) -> None:
@@ -145,16 +175,12 @@ class Gateway:
         system_version = None
         if description.system:
             system_version = _system_version(description.system)
-        if description.functions is None and system_version is None:
-            return
-        self.spawn(
-            self.store.record_describe(
-                live.device_id,
-                functions=live.functions,
-                variables=live.variables,
-                system_firmware_version=system_version,
-            )
-        )
+        pending = self._session_writes.get(live.device_id, SessionUpdate(live.device_id))
+        if description.functions is not None:
+            pending = replace(pending, functions=live.functions, variables=live.variables)
+        if system_version is not None:
+            pending = replace(pending, system_firmware_version=system_version)
+        self._session_writes[live.device_id] = pending
 
     def device_offline(self, device_id: str, session: DeviceSession) -> None:
         if self.router.detach(device_id, session):
@@ -165,6 +191,10 @@ class Gateway:
         self.router.publish(event)
 
     def record_failure(self, error: ProtocolError, remote_ip: str) -> None:
+        if error.device_id is not None and error.stage is Stage.HELLO:
+            # A device that drops us after the key exchange may hold a key that was
+            # replaced behind our cache (a Core sends none to compare): look it up afresh.
+            self.forget_registration(error.device_id)
         self.failures.append(
             ConnectionFailure(
                 datetime.now(UTC), remote_ip, error.device_id, error.stage.value, error.reason
@@ -187,16 +217,32 @@ class Gateway:
                         self._presence.setdefault(
                             live.device_id, PresenceUpdate(live.device_id, True, live.last_heard)
                         )
-            if self._presence:
+            if self._presence or self._session_writes:
                 try:
-                    await self._flush_presence()
+                    await self.flush()
                 except Exception:  # the store may be briefly unavailable; try again next sweep
-                    log.exception("writing device presence failed")
+                    log.exception("writing device state to the store failed")
 
-    async def _flush_presence(self) -> None:
-        batch, self._presence = list(self._presence.values()), {}
-        if batch:
-            await self.store.record_presence(batch)
+    @property
+    def pending_writes(self) -> int:
+        return len(self._presence) + len(self._session_writes)
+
+    async def flush(self) -> None:
+        """Write queued handshakes, describes and presence, in that order."""
+        sessions, self._session_writes = list(self._session_writes.values()), {}
+        presence, self._presence = list(self._presence.values()), {}
+        try:
+            if sessions:
+                await self.store.record_sessions(sessions)
+            if presence:
+                await self.store.record_presence(presence)
+        except Exception:
+            # Put back what was not written, unless newer state arrived meanwhile.
+            for update in sessions:
+                self._session_writes.setdefault(update.device_id, update)
+            for change in presence:
+                self._presence.setdefault(change.device_id, change)
+            raise
 
 
 def _system_version(system: dict[str, Any]) -> str | None:

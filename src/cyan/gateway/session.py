@@ -44,6 +44,24 @@ _TYPE_CODES = {name: code for code, name in VARIABLE_TYPE_NAMES.items()}
 
 
 class DeviceSession(asyncio.Protocol):
+    __slots__ = (
+        "_closing",
+        "_failure",
+        "_gateway",
+        "_live",
+        "_subscriptions",
+        "_transport",
+        "_waiters",
+        "connection",
+        "device_id",
+        "last_heard_at",
+        "last_received",
+        "opened_at",
+        "owner_id",
+        "ping_sent_at",
+        "remote_ip",
+    )
+
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self._transport: asyncio.Transport | None = None
@@ -174,7 +192,9 @@ class DeviceSession(asyncio.Protocol):
 
     async def _identify(self, device_id: str) -> None:
         try:
-            key, owner_id = await self._gateway.registered_key(device_id)
+            key, owner_id = await self._gateway.registered_key(
+                device_id, self.connection.offered_key_der
+            )
         except Exception:
             log.exception("key lookup for device %s failed", device_id)
             self.fail(
@@ -209,15 +229,13 @@ class DeviceSession(asyncio.Protocol):
             return
         live = self._live
         if description.functions is not None:
-            live = replace(live, functions=description.functions)
+            live = replace(live, functions=self._gateway.shared(description.functions))
         if description.variables is not None:
-            live = replace(
-                live,
-                variables={
-                    name: VARIABLE_TYPE_NAMES.get(code, "unknown")
-                    for name, code in description.variables.items()
-                },
-            )
+            variables = {
+                name: VARIABLE_TYPE_NAMES.get(code, "unknown")
+                for name, code in description.variables.items()
+            }
+            live = replace(live, variables=self._gateway.shared(variables))
         self._live = live
         self._gateway.device_described(self, description)
 

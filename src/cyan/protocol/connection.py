@@ -47,6 +47,20 @@ class SecureChannel:
 
 
 class Connection:
+    # Slots everywhere on the per-connection path: a gateway holds one per device.
+    __slots__ = (
+        "_channel",
+        "_clock",
+        "_events",
+        "_max_frame_bytes",
+        "_message_id",
+        "_next_token",
+        "_out",
+        "_pending",
+        "_random",
+        "_raw",
+    )
+
     def __init__(self, *, random_bytes: RandomBytes, clock: Clock, max_frame_bytes: int) -> None:
         self._random = random_bytes
         self._clock = clock

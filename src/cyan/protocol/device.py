@@ -38,6 +38,8 @@ MAX_FUNCTION_ARGUMENT_BYTES = 1024  # protocol_defs.h MAX_FUNCTION_ARG_LENGTH
 
 
 class DeviceConnection(Connection):
+    __slots__ = ("_handshake", "_hello", "separate_responses", "server_hello_received")
+
     def __init__(
         self,
         device_id: str,

@@ -73,6 +73,8 @@ SERVER_STAGE = {
 
 
 class ServerHandshake:
+    __slots__ = ("_nonce", "_random", "_server_key", "device_id", "offered_key_der", "state")
+
     def __init__(self, server_key: crypto.RsaPrivateKey, random_bytes: RandomBytes) -> None:
         self.state = ServerState.START
         self._server_key = server_key
@@ -146,6 +148,9 @@ class ServerHandshake:
         self._move(ServerInput.SEND_SESSION_KEY)
         material = SessionMaterial(self._random(crypto.SESSION_MATERIAL_BYTES))
         ciphertext = crypto.rsa_encrypt(registered_key, material.raw)
+        # Done with what the device sent; a gateway keeps this object per connection.
+        self._nonce = b""
+        self.offered_key_der = None
         signature = crypto.sign_hmac(
             self._server_key, crypto.handshake_hmac(material.raw, ciphertext)
         )
@@ -176,6 +181,8 @@ DEVICE_STAGE = {
 
 
 class DeviceHandshake:
+    __slots__ = ("_device_id", "_device_key", "_send_public_key", "_server_key", "state")
+
     def __init__(
         self,
         device_id: str,

@@ -33,6 +33,8 @@ RequestBuilder = Callable[[int, bytes], CoapMessage]
 class ServerConnection(Connection):
     """Call ``start()`` once on accept; answer ``DeviceIdentified`` with ``accept_device``."""
 
+    __slots__ = ("_handshake", "device_id", "hello")
+
     def __init__(
         self,
         server_key: crypto.RsaPrivateKey,
@@ -45,6 +47,11 @@ class ServerConnection(Connection):
         self._handshake = ServerHandshake(server_key, random_bytes)
         self.device_id: str | None = None
         self.hello: messages.HelloInfo | None = None
+
+    @property
+    def offered_key_der(self) -> bytes | None:
+        """The public key the device sent in its handshake block (Photon, P1), if any."""
+        return self._handshake.offered_key_der
 
     @property
     def handshake_state(self) -> ServerState:

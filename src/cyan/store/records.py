@@ -41,3 +41,26 @@ class PresenceUpdate:
     device_id: str
     online: bool
     last_heard: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What a handshake needs of a device: its public key (SPKI DER) and its owner."""
+
+    public_key_der: bytes
+    owner_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdate:
+    """What a connection learned of a device; None fields are left as they are."""
+
+    device_id: str
+    ip: str | None = None
+    handshake_at: datetime | None = None
+    platform_id: int | None = None
+    product_id: int | None = None
+    product_firmware_version: int | None = None
+    functions: tuple[str, ...] | None = None
+    variables: dict[str, str] | None = None
+    system_firmware_version: str | None = None

@@ -7,12 +7,11 @@ callers never hold a session across an ``await`` of their own.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import TypeVar, cast
+from typing import TypeVar
 
 import sqlalchemy as sa
 from alembic.util import CommandError
@@ -22,34 +21,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cyan.store import migrate
 from cyan.store.errors import StoreError
-from cyan.store.models import AccessToken, Device, DeviceKey, User, UTCDateTime, utcnow
-from cyan.store.records import DeviceRecord, PresenceUpdate, UserRecord
+from cyan.store.models import AccessToken, Device, DeviceKey, User, utcnow
+from cyan.store.records import DeviceRecord, UserRecord
+from cyan.store.sessions import SessionWrites
+from cyan.store.validation import aware, device_id_or_error, lookup_id
 
 T = TypeVar("T")
-_DEVICE_ID = re.compile(r"[0-9a-f]{24}")
-VARIABLE_TYPES = frozenset({"int32", "double", "string", "bool"})
 
 
 class _Conflict(StoreError):
     """A uniqueness or foreign-key constraint refused a write (maybe a lost race)."""
-
-
-def _device_id(device_id: str) -> str:
-    normal = device_id.lower()
-    if not _DEVICE_ID.fullmatch(normal):
-        raise StoreError(f"invalid device id {device_id!r}: expected 24 hexadecimal characters")
-    return normal
-
-
-def _lookup_id(device_id: str) -> str | None:
-    normal = device_id.lower()
-    return normal if _DEVICE_ID.fullmatch(normal) else None
-
-
-def _aware(value: datetime, what: str) -> datetime:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise StoreError(f"{what} must be timezone-aware, got {value.isoformat()}")
-    return value
 
 
 def _reason(exc: BaseException) -> str:
@@ -64,7 +45,7 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-class Store:
+class Store(SessionWrites):
     """Open with ``await Store.open(url)``; close with ``await store.close()``."""
 
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
@@ -162,7 +143,7 @@ class Store:
         self, user_id: int, *, client_id: str = "cyan", expires_at: datetime | None = None
     ) -> str:
         if expires_at is not None:
-            _aware(expires_at, "expires_at")
+            aware(expires_at, "expires_at")
         token = secrets.token_hex(20)
         async with self._transaction("create_token") as session:
             if await session.get(User, user_id) is None:
@@ -214,7 +195,7 @@ class Store:
 
         An existing device keeps its owner and name unless new ones are given.
         """
-        device_id = _device_id(device_id)
+        device_id = device_id_or_error(device_id)
 
         async def work(session: AsyncSession) -> DeviceRecord:
             if owner_id is not None and await session.get(User, owner_id) is None:
@@ -230,7 +211,7 @@ class Store:
         return await self._retrying("add_device", work)
 
     async def set_device_key(self, device_id: str, public_key_der: bytes) -> None:
-        device_id = _device_id(device_id)
+        device_id = device_id_or_error(device_id)
 
         async def work(session: AsyncSession) -> None:
             await self._put_key(session, device_id, public_key_der)
@@ -256,7 +237,7 @@ class Store:
         return device
 
     async def device_key(self, device_id: str) -> bytes | None:
-        lookup = _lookup_id(device_id)
+        lookup = lookup_id(device_id)
         if lookup is None:
             return None
         async with self._transaction("device_key") as session:
@@ -266,7 +247,7 @@ class Store:
             return None if key is None else bytes(key)
 
     async def get_device(self, device_id: str) -> DeviceRecord | None:
-        lookup = _lookup_id(device_id)
+        lookup = lookup_id(device_id)
         if lookup is None:
             return None
         async with self._transaction("get_device") as session:
@@ -279,7 +260,7 @@ class Store:
         if owner_id is not None:
             query = query.where(Device.owner_id == owner_id)
         async with self._transaction("find_device") as session:
-            lookup = _lookup_id(id_or_name)
+            lookup = lookup_id(id_or_name)
             if lookup is not None:
                 device = await session.scalar(query.where(Device.id == lookup))
                 if device is not None:
@@ -298,91 +279,3 @@ class Store:
             query = query.where(Device.owner_id == owner_id)
         async with self._transaction("list_devices") as session:
             return [d.to_record() for d in await session.scalars(query)]
-
-    async def _existing_device(self, session: AsyncSession, device_id: str) -> Device:
-        device = await session.get(Device, device_id)
-        if device is None:
-            raise StoreError(
-                f"unknown device {device_id}",
-                fix="Add the device (cyan device add) or let it claim a key first.",
-            )
-        return device
-
-    async def record_handshake(
-        self,
-        device_id: str,
-        *,
-        ip: str,
-        at: datetime,
-        platform_id: int,
-        product_id: int,
-        product_firmware_version: int,
-    ) -> None:
-        device_id = _device_id(device_id)
-        _aware(at, "at")
-        async with self._transaction("record_handshake") as session:
-            device = await self._existing_device(session, device_id)
-            device.last_ip = ip
-            device.last_handshake_at = at
-            device.last_heard = at
-            device.online = True
-            device.platform_id = platform_id
-            device.product_id = product_id
-            device.product_firmware_version = product_firmware_version
-
-    async def record_describe(
-        self,
-        device_id: str,
-        *,
-        functions: Sequence[str],
-        variables: Mapping[str, str],
-        system_firmware_version: str | None = None,
-    ) -> None:
-        device_id = _device_id(device_id)
-        if isinstance(functions, str):
-            # A bare string is a Sequence[str] too; storing its letters would be wrong.
-            raise StoreError("functions must be a sequence of names, not one string")
-        unknown = {kind for kind in variables.values() if kind not in VARIABLE_TYPES}
-        if unknown:
-            raise StoreError(
-                f"unknown variable types {sorted(unknown)}; expected {sorted(VARIABLE_TYPES)}"
-            )
-        async with self._transaction("record_describe") as session:
-            device = await self._existing_device(session, device_id)
-            device.functions = list(functions)
-            device.variables = dict(variables)
-            if system_firmware_version is not None:
-                device.system_firmware_version = system_firmware_version
-
-    async def record_presence(self, updates: Sequence[PresenceUpdate]) -> None:
-        """Apply a batch of online/last-heard changes at once; unknown devices are skipped."""
-        params = [
-            {
-                "b_id": update.device_id.lower(),
-                "b_online": update.online,
-                "b_heard": _aware(update.last_heard, "last_heard"),
-            }
-            for update in updates
-        ]
-        if not params:
-            return
-        table = cast(sa.Table, Device.__table__)
-        statement = (
-            sa.update(table)
-            .where(table.c.id == sa.bindparam("b_id"))
-            .values(
-                online=sa.bindparam("b_online", type_=sa.Boolean()),
-                last_heard=sa.bindparam("b_heard", type_=UTCDateTime()),
-            )
-        )
-        async with self._transaction("record_presence") as session:
-            # Core executemany through the session's connection: the ORM's bulk
-            # UPDATE would insist every id exists.
-            connection = await session.connection()
-            await connection.execute(statement, params)
-
-    async def mark_all_offline(self) -> None:
-        async with self._transaction("mark_all_offline") as session:
-            await session.execute(
-                sa.update(Device).where(Device.online.is_(True)).values(online=False)
-            )
