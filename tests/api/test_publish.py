@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 from cyan.bus import EventBus, Scope
+from cyan.cloud.router import Router
 from cyan.cloud.types import CloudEvent
 
-from .conftest import Caller, FakeLink
+from .conftest import DEVICE_A, Caller, FakeLink
 
 
 async def publish_one(
@@ -126,8 +127,9 @@ async def test_bad_publish(
 
 
 async def test_publish_reaches_devices_through_the_router(
-    client: httpx.AsyncClient, alice: Caller, link_a: FakeLink
+    client: httpx.AsyncClient, alice: Caller, link_a: FakeLink, router: Router
 ) -> None:
+    router.subscribe(DEVICE_A, "cm")  # the router offers events to subscribed devices only
     reply = await client.post(
         "/v1/devices/events", json={"name": "cmd", "data": "go"}, headers=alice.headers
     )

@@ -10,6 +10,7 @@ import pytest
 
 from cyan.device import KeyStore
 from cyan.protocol import crypto, keys
+from cyan.protocol.events import EventDelivered
 from cyan.protocol.messages import EventInfo
 from cyan.store import Store
 from tests.system import RawDevice, eventually, failures_at, running_cloud
@@ -125,3 +126,28 @@ async def test_key_replaced_from_another_process_is_picked_up(tmp_path: Path) ->
         reborn = await cloud.add_device(keystore=KeyStore.load(new_keys.directory), register=False)
         await cloud.online(reborn)
         assert not failures_at(cloud, "key-mismatch")
+
+
+async def test_device_to_device_events_follow_subscriptions(tmp_path: Path) -> None:
+    async with running_cloud(tmp_path) as cloud:
+        sender = await cloud.add_device(heartbeat_s=3600)
+        await cloud.online(sender)
+        listener = await cloud.add_device(start=False)
+        raw = await RawDevice.open(cloud.device_port)
+        await raw.handshake(listener.keys)
+        assert raw.connection is not None
+        raw.connection.subscribe("weather", my_devices=True)
+        await raw.pump()
+        await eventually(
+            lambda: cloud.node.router.live(listener.device_id) is not None, 5, "listener online"
+        )
+        # Device OS's own connect reports never go to other devices; app events do.
+        sender.publish("spark/device/diagnostics", "x", public=False)
+        sender.publish("other/thing", "x", public=False)
+        sender.publish("weather/rain", "3mm", public=False)
+        delivered: list[EventInfo] = []
+        while not delivered:
+            await raw.pump()
+            delivered = [e.event for e in raw.events if isinstance(e, EventDelivered)]
+        assert delivered == [EventInfo("weather/rain", b"3mm", 60, False)]
+        raw.close()

@@ -68,3 +68,13 @@ async def test_record_sessions_refuses_unknown_variable_types(store: Store) -> N
     device = await store.get_device(A)
     assert device is not None
     assert device.variables == {}
+
+
+async def test_all_registrations(store: Store) -> None:
+    owner = await store.ensure_user("ada")
+    await store.add_device(A, b"key-a", owner_id=owner.id)
+    await store.set_device_key(B, b"key-b")
+    assert await store.all_registrations() == {
+        A: Registration(b"key-a", owner.id),
+        B: Registration(b"key-b", None),
+    }

@@ -22,6 +22,12 @@ from cyan.cloud.types import CloudEvent, LiveDevice, VariableValue
 
 log = logging.getLogger(__name__)
 
+# Events a device sends under these prefixes are reports to the cloud (spark/hardware/…,
+# particle/device/updates/…, sent by Device OS on every connect): they reach the owner's
+# event streams but no other device (the original server treats "spark" names as system
+# events, protocol.md §4.8).
+SYSTEM_EVENT_PREFIXES = ("spark/", "particle/")
+
 # device-os refuses longer arguments with 4.00 (protocol.md §4.6, MAX_FUNCTION_ARG_LENGTH).
 MAX_FUNCTION_ARGUMENT_BYTES = 1024
 MAX_NAME_BYTES = 64
@@ -54,6 +60,10 @@ class Router:
     ) -> None:
         self._links: dict[str, DeviceLink] = {}
         self._listeners: list[EventListener] = []
+        # prefix -> ids of devices subscribed to it, so an event visits only the devices
+        # that asked for it instead of every connected one.
+        self._subscribers: dict[str, set[str]] = {}
+        self._prefixes_of: dict[str, set[str]] = {}
         self.function_timeout_s = function_timeout_s
         self.variable_timeout_s = variable_timeout_s
 
@@ -63,14 +73,30 @@ class Router:
         """Register a live connection; returns the one it replaces, which the caller closes."""
         old = self._links.get(device_id)
         self._links[device_id] = link
+        if old is not link:
+            self._unsubscribe_all(device_id)  # the new connection subscribes anew
         return old if old is not link else None
 
     def detach(self, device_id: str, link: DeviceLink) -> bool:
         """Forget ``link`` unless a newer connection of the same device replaced it."""
         if self._links.get(device_id) is link:
             del self._links[device_id]
+            self._unsubscribe_all(device_id)
             return True
         return False
+
+    def subscribe(self, device_id: str, prefix: str) -> None:
+        """Note that a connected device wants events starting with ``prefix``."""
+        self._subscribers.setdefault(prefix, set()).add(device_id)
+        self._prefixes_of.setdefault(device_id, set()).add(prefix)
+
+    def _unsubscribe_all(self, device_id: str) -> None:
+        for prefix in self._prefixes_of.pop(device_id, ()):
+            subscribers = self._subscribers.get(prefix)
+            if subscribers is not None:
+                subscribers.discard(device_id)
+                if not subscribers:
+                    del self._subscribers[prefix]
 
     def live(self, device_id: str) -> LiveDevice | None:
         link = self._links.get(device_id)
@@ -121,6 +147,14 @@ class Router:
                 listener(event)
             except Exception:  # one broken listener must not stop delivery to the others
                 log.exception("event listener failed for %s", event.name)
-        for device_id, link in list(self._links.items()):
-            if device_id != event.device_id:
-                link.deliver_event(event)
+        if event.device_id is not None and event.name.startswith(SYSTEM_EVENT_PREFIXES):
+            return
+        targets: set[str] = set()
+        for prefix, device_ids in self._subscribers.items():
+            if event.name.startswith(prefix):
+                targets |= device_ids
+        targets.discard(event.device_id or "")
+        for device_id in targets:
+            link = self._links.get(device_id)
+            if link is not None:
+                link.deliver_event(event)  # checks scope and owner

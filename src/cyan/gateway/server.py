@@ -73,6 +73,9 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Loaded up front so that even a device's first handshake after a restart (every
+        # device at once, after a crash) never waits on the database.
+        self._registrations = await self.store.all_registrations()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: DeviceSession(self),

@@ -183,6 +183,8 @@ class DeviceSession(asyncio.Protocol):
         elif isinstance(event, SubscriptionRequested):
             if event.subscription not in self._subscriptions:
                 self._subscriptions.append(event.subscription)
+                if self.device_id is not None and self._live is not None:
+                    self._gateway.router.subscribe(self.device_id, event.subscription.prefix)
         elif isinstance(event, ResponseReceived):
             future = self._waiters.pop(event.token, None)
             if future is not None and not future.done():

@@ -38,6 +38,16 @@ class SessionWrites:
             ).first()
             return None if row is None else Registration(bytes(row[0]), row[1])
 
+    async def all_registrations(self) -> dict[str, Registration]:
+        """Every device's key and owner, for a gateway to hold in memory from the start."""
+        async with self._transaction("all_registrations") as session:
+            rows = await session.execute(
+                sa.select(DeviceKey.device_id, DeviceKey.public_key_der, Device.owner_id).join(
+                    Device, Device.id == DeviceKey.device_id
+                )
+            )
+            return {row[0]: Registration(bytes(row[1]), row[2]) for row in rows}
+
     async def record_sessions(self, updates: Sequence[SessionUpdate]) -> None:
         """Apply a batch of handshakes and describes in one transaction; unknown ids skipped."""
         handshakes = [
