@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
+
 from cyan.api.cache import TtlCache
 
 
@@ -40,3 +44,42 @@ def test_discard_where_drops_matching_entries() -> None:
     assert cache.get((1, "kitchen")) is None
     assert cache.get((1, "dev-a")) is None
     assert cache.get((1, "porch")) == "dev-b"
+
+
+async def test_concurrent_misses_share_one_load() -> None:
+    cache: TtlCache[str, str] = TtlCache(60.0, 10)
+    calls = 0
+    gate = asyncio.Event()
+
+    async def load() -> str:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return "alice"
+
+    waiting = [asyncio.create_task(cache.get_or_load("token", load)) for _ in range(20)]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await asyncio.gather(*waiting) == ["alice"] * 20
+    assert calls == 1
+    assert await cache.get_or_load("token", load) == "alice"
+    assert calls == 1  # cached now
+
+
+async def test_failed_or_empty_loads_are_not_kept() -> None:
+    cache: TtlCache[str, str] = TtlCache(60.0, 10)
+
+    async def missing() -> str | None:
+        return None
+
+    async def broken() -> str | None:
+        raise RuntimeError("database down")
+
+    assert await cache.get_or_load("k", missing) is None
+    assert len(cache) == 0
+    first = asyncio.create_task(cache.get_or_load("k", broken))
+    second = asyncio.create_task(cache.get_or_load("k", broken))
+    for task in (first, second):
+        with pytest.raises(RuntimeError, match="database down"):
+            await task
+    assert len(cache) == 0

@@ -130,12 +130,9 @@ async def current_user(
     """The token's user, or a 401 in the exact shape particle-cli expects (§1.3)."""
     if token is None:
         raise TokenMissing()
-    user = context.users.get(token)
+    user = await context.users.get_or_load(token, lambda: context.store.user_for_token(token))
     if user is None:
-        user = await context.store.user_for_token(token)
-        if user is None:
-            raise TokenInvalid()
-        context.users.put(token, user)
+        raise TokenInvalid()
     return user
 
 

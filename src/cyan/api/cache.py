@@ -8,9 +8,10 @@ this process's API drop their entries at once.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -25,6 +26,7 @@ class TtlCache(Generic[K, V]):
         self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._loading: dict[K, asyncio.Future[V | None]] = {}
 
     def get(self, key: K) -> V | None:
         entry = self._entries.get(key)
@@ -34,6 +36,33 @@ class TtlCache(Generic[K, V]):
             del self._entries[key]
             return None
         return entry[1]
+
+    async def get_or_load(self, key: K, load: Callable[[], Awaitable[V | None]]) -> V | None:
+        """The cached value, or ``load()``'s; None results are not kept.
+
+        Single flight: when an entry expires under load, the requests that miss it together
+        share one ``load()`` instead of each asking the database.
+        """
+        value = self.get(key)
+        if value is not None:
+            return value
+        pending = self._loading.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[V | None] = asyncio.get_running_loop().create_future()
+        self._loading[key] = future
+        try:
+            value = await load()
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so a load nobody else awaited is not logged
+            raise
+        finally:
+            del self._loading[key]
+        future.set_result(value)
+        if value is not None:
+            self.put(key, value)
+        return value
 
     def put(self, key: K, value: V) -> None:
         self._entries[key] = (self._clock() + self.ttl_s, value)

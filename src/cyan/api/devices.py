@@ -28,13 +28,11 @@ DEVICE_NOT_FOUND = "Device not found."
 
 async def resolve_device(context: ApiContext, user: UserRecord, id_or_name: str) -> DeviceRecord:
     """The caller's device named by id (any case) or name, as typed (rest-api.md §2)."""
-    key = (user.id, id_or_name)
-    record = context.devices.get(key)
+    record = await context.devices.get_or_load(
+        (user.id, id_or_name), lambda: context.store.find_device(id_or_name, owner_id=user.id)
+    )
     if record is None:
-        record = await context.store.find_device(id_or_name, owner_id=user.id)
-        if record is None:
-            raise DeviceNotFound(DEVICE_NOT_FOUND)
-        context.devices.put(key, record)
+        raise DeviceNotFound(DEVICE_NOT_FOUND)
     return record
 
 
