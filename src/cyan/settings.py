@@ -44,6 +44,8 @@ class ApiSettings:
     host: str = "127.0.0.1"
     port: int = DEFAULT_API_PORT
     sse_keepalive_s: float = 9.0
+    # POST /v1/users: anyone who reaches the API may create an account; off unless asked.
+    allow_signup: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,15 @@ def _coerce(kind: type[Any] | str, raw: Any, name: str) -> Any:
             return int(raw)
         if kind_name == "float":
             return float(raw)
+        if kind_name == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(text)
         return str(raw)
     except (TypeError, ValueError) as exc:
         raise SettingsError(f"setting {name} = {raw!r} is not a valid {kind_name}") from exc

@@ -55,6 +55,7 @@ class FakeLink:
     calls: list[tuple[str, str]] = field(default_factory=list)
     delivered: list[CloudEvent] = field(default_factory=list)
     fail_with: CloudError | None = None
+    owner_id: int | None = None
 
     async def call_function(self, name: str, argument: str, timeout_s: float) -> int:
         self.calls.append((name, argument))
@@ -72,6 +73,9 @@ class FakeLink:
 
     def deliver_event(self, event: CloudEvent) -> None:
         self.delivered.append(event)
+
+    def set_owner(self, owner_id: int | None) -> None:
+        self.owner_id = owner_id
 
     def close(self, reason: str) -> None:
         pass

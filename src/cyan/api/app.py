@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from cyan import __version__
-from cyan.api import devices, events
+from cyan.api import accounts, devices, events, manage
 from cyan.api.auth import ApiContext
 from cyan.api.errors import install_error_handlers
 from cyan.bus import EventBus
@@ -32,4 +32,6 @@ def create_app(*, store: Store, router: Router, bus: EventBus, settings: ApiSett
     # variable and function routes /v1/devices/:id/:name (rest-api.md §10 item 5).
     app.include_router(events.router)
     app.include_router(devices.router)
+    app.include_router(manage.router)
+    app.include_router(accounts.router)
     return app

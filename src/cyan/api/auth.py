@@ -124,6 +124,10 @@ async def _token(
     return None
 
 
+# The request's own token, or None (for routes that act on it, like /v1/access_tokens/current).
+BearerToken = Annotated[str | None, Depends(_token)]
+
+
 async def current_user(
     context: Context, token: Annotated[str | None, Depends(_token)]
 ) -> UserRecord:

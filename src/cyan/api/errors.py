@@ -180,3 +180,84 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(InternalErrorMiddleware)
+
+
+class Forbidden(ApiError):
+    # 403, never 401: particle-cli logs the user out on a 401 (rest-api.md §1.3).
+    http_status = 403
+
+
+class NotAvailable(ApiError):
+    """A Particle feature that this server does not offer (yet)."""
+
+    http_status = 400
+
+
+# -- accounts (api/accounts.py) ------------------------------------------------------------
+
+
+class OAuthError(ApiError):
+    """A refused POST /oauth/token, in RFC 6749 §5.2's shape, which particle-cli prints
+    from ``error_description`` (rest-api.md §3.1). Never 401 unless the client itself
+    failed to authenticate, and never the words "access token" (§1.3)."""
+
+    oauth_error = "invalid_request"
+
+    def body(self) -> dict[str, Any]:
+        return {"error": self.oauth_error, "error_description": self.message}
+
+
+class InvalidGrant(OAuthError):
+    oauth_error = "invalid_grant"
+
+    def __init__(self) -> None:
+        # Particle's own words (rest-api.md §3.1); the same for an unknown user.
+        super().__init__("User credentials are invalid")
+
+
+class InvalidClient(OAuthError):
+    """Unknown OAuth client id or wrong secret: an authentication failure of the client,
+    hence 401 (RFC 6749 §5.2); the route adds a Basic challenge when the client sent
+    its credentials that way."""
+
+    http_status = 401
+    oauth_error = "invalid_client"
+
+    def __init__(self) -> None:
+        super().__init__("Client authentication failed")
+
+
+class UnsupportedGrantType(OAuthError):
+    oauth_error = "unsupported_grant_type"
+
+
+class CredentialsRefused(ApiError):
+    """HTTP Basic username:password missing or wrong on the legacy GET /v1/access_tokens.
+
+    A real authentication failure, so 401; the route adds the Basic challenge. No Particle
+    client of today calls this route (particle-cli dropped ``token list`` in 3.28).
+    """
+
+    http_status = 401
+
+    def __init__(self) -> None:
+        super().__init__("User credentials are invalid")
+
+
+class TokenNotFound(ApiError):
+    """DELETE /v1/access_tokens/:token for a token Cyan does not know: 404, and not the
+    words "access token", or particle-cli would log its user out (rest-api.md §1.3)."""
+
+    http_status = 404
+
+    def __init__(self) -> None:
+        super().__init__("Token not found")
+
+
+class SignupDisabled(ApiError):
+    """POST /v1/users while ``allow_signup`` is off: 403, the server refuses on purpose."""
+
+    http_status = 403
+
+    def __init__(self) -> None:
+        super().__init__("Sign-up is disabled on this server")

@@ -17,7 +17,8 @@ from cyan.datadir import prepare
 from cyan.node import ADMIN_USERNAME
 from cyan.protocol import crypto, keys
 from cyan.settings import load_settings
-from cyan.store import Store
+from cyan.store import Store, TokenRecord, UnknownUser, UserRecord
+from cyan.store.accounts import TOKEN_ID_CHARS
 
 T = TypeVar("T")
 
@@ -58,6 +59,69 @@ def token_create(
         return await store.create_token(account.id, client_id="cyan-cli", expires_at=expires)
 
     out.print(with_store(data_dir, database_url, work))
+
+
+def minute(moment: datetime) -> str:
+    """A time in a table: UTC to the minute, short enough for five columns in 80."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@token_app.command("list")
+@reports_errors
+def token_list(
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+    user: Annotated[str | None, typer.Option(help="Only this user's tokens.")] = None,
+) -> None:
+    """List unexpired tokens by id: the start of their hash, as tokens are not kept."""
+
+    async def work(store: Store) -> tuple[list[UserRecord], list[TokenRecord]]:
+        owner_id = None
+        if user is not None:
+            found = await store.find_user(user)
+            if found is None:
+                raise UnknownUser(f"no user named {user}", fix="See the users: cyan user list")
+            owner_id = found.id
+        return await store.list_users(), await store.list_tokens(owner_id)
+
+    users, tokens = with_store(data_dir, database_url, work)
+    names = {account.id: account.username for account in users}
+    table = Table(caption="times in UTC")
+    table.add_column("id", no_wrap=True)
+    table.add_column("user")
+    table.add_column("client")
+    table.add_column("created", no_wrap=True)
+    table.add_column("expires", no_wrap=True)
+    for token in tokens:
+        table.add_row(
+            token.token_id,
+            names.get(token.user_id, str(token.user_id)),
+            token.client_id,
+            minute(token.created_at),
+            minute(token.expires_at) if token.expires_at else "never",
+        )
+    out.print(table)
+
+
+@token_app.command("revoke")
+@reports_errors
+def token_revoke(
+    token: Annotated[str, typer.Argument(help="The token, or its id from `cyan token list`.")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Revoke a token, given the token itself or its id."""
+
+    async def work(store: Store) -> bool:
+        if await store.revoke_token(token):
+            return True
+        # Not a token Cyan knows: maybe an id (hash prefix) copied from `cyan token list`.
+        return len(token) <= TOKEN_ID_CHARS and await store.revoke_token_id(token) > 0
+
+    if not with_store(data_dir, database_url, work):
+        raise fail("no such token", "See the live tokens with: cyan token list")
+    # A running server caches token lookups for a few seconds (api/cache.py).
+    console.print("token revoked; a running server refuses it within seconds")
 
 
 def read_public_key(path: Path) -> bytes:

@@ -30,6 +30,10 @@ def device_run(
         str, typer.Option(help=f"Device OS behaviour to copy: {', '.join(PROFILES)}.")
     ] = "2.3.1",
     heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeat events.")] = 30.0,
+    claim_code: Annotated[
+        str | None,
+        typer.Option(help="A claim code (POST /v1/device_claims) to present after connecting."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a virtual Photon with Tinker. It reconnects by itself until you press Ctrl-C.
@@ -41,7 +45,10 @@ def device_run(
         raise fail(f"unknown firmware {firmware!r}", f"Use one of {', '.join(PROFILES)}.")
     keystore = KeyStore.load(keys_dir)
     device = VirtualDevice(
-        keystore, DeviceOptions(server=server, profile=PROFILES[firmware], heartbeat_s=heartbeat)
+        keystore,
+        DeviceOptions(
+            server=server, profile=PROFILES[firmware], heartbeat_s=heartbeat, claim_code=claim_code
+        ),
     )
     console.print(f"virtual device [bold]{keystore.device_id}[/] (Device OS {firmware})")
     _use_uvloop()

@@ -9,6 +9,7 @@ from cyan.cli.admin import token_app
 from cyan.cli.device import device_app
 from cyan.cli.keys import keys_app
 from cyan.cli.serve import serve
+from cyan.cli.users import user_app
 
 app = typer.Typer(
     name="cyan",
@@ -20,6 +21,7 @@ app.command("serve")(serve)
 app.add_typer(keys_app, name="keys")
 app.add_typer(device_app, name="device")
 app.add_typer(token_app, name="token")
+app.add_typer(user_app, name="user")
 
 
 @app.command("version")

@@ -28,6 +28,12 @@ def serve(
     demo: Annotated[
         int, typer.Option(help="Register and connect N virtual Tinker devices in this process.")
     ] = 0,
+    allow_signup: Annotated[
+        bool,
+        typer.Option(
+            "--allow-signup", help="Let anyone who reaches the API sign up (POST /v1/users)."
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run the device gateway and the REST API (and demo devices with --demo N)."""
@@ -36,7 +42,8 @@ def serve(
         data_dir=data_dir,
         database_url=database_url,
         gateway={"host": host, "port": device_port},
-        api={"host": host, "port": api_port},
+        # The flag only turns sign-up on; without it CYAN_API_ALLOW_SIGNUP or cyan.toml decide.
+        api={"host": host, "port": api_port, "allow_signup": True if allow_signup else None},
     )
     _use_uvloop()
     asyncio.run(_serve(settings, demo))
@@ -59,7 +66,8 @@ async def _serve(settings: Settings, demo: int) -> None:
             f"data directory  {settings.data_dir}\n"
             f"devices         tcp {settings.gateway.host}:{node.gateway.port}\n"
             f"REST API        http://{shown_host}:{node.api_port}\n"
-            f"demo devices    {demo}\n\n"
+            f"demo devices    {demo}\n"
+            f"sign-up         {'open to anyone' if settings.api.allow_signup else 'off'}\n\n"
             f"Get a token:    cyan token create --data-dir {settings.data_dir}\n"
             f"List devices:   curl -H 'Authorization: Bearer TOKEN' "
             f"http://{shown_host}:{node.api_port}/v1/devices",

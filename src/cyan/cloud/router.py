@@ -48,10 +48,14 @@ class DeviceLink(Protocol):
     def deliver_event(self, event: CloudEvent) -> None:
         """Send the event to the device if one of its subscriptions matches; never blocks."""
 
+    def set_owner(self, owner_id: int | None) -> None:
+        """The device changed hands: its events and subscriptions follow the new owner."""
+
     def close(self, reason: str) -> None: ...
 
 
 EventListener = Callable[[CloudEvent], None]
+RegistrationListener = Callable[[str], None]
 
 
 class Router:
@@ -62,6 +66,7 @@ class Router:
         self._listeners: list[EventListener] = []
         # prefix -> ids of devices subscribed to it, so an event visits only the devices
         # that asked for it instead of every connected one.
+        self._registration_listeners: list[RegistrationListener] = []
         self._subscribers: dict[str, set[str]] = {}
         self._prefixes_of: dict[str, set[str]] = {}
         self.function_timeout_s = function_timeout_s
@@ -84,6 +89,17 @@ class Router:
             self._unsubscribe_all(device_id)
             return True
         return False
+
+    def on_registration_changed(self, listener: RegistrationListener) -> None:
+        self._registration_listeners.append(listener)
+
+    def registration_changed(self, device_id: str, owner_id: int | None) -> None:
+        """A device's owner or key changed in the store (claim, release, new key)."""
+        link = self._links.get(device_id)
+        if link is not None:
+            link.set_owner(owner_id)
+        for listener in self._registration_listeners:
+            listener(device_id)
 
     def subscribe(self, device_id: str, prefix: str) -> None:
         """Note that a connected device wants events starting with ``prefix``."""

@@ -37,6 +37,10 @@ from cyan.protocol.keys import DEFAULT_SERVER_PORT
 
 log = logging.getLogger("cyan.device")
 
+# Device OS publishes the claim code from its setup right after the handshake
+# (device-os system/src/system_cloud_internal.cpp, Spark_Handshake).
+CLAIM_CODE_EVENT = "spark/device/claim/code"
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceOptions:
@@ -51,6 +55,8 @@ class DeviceOptions:
     ping_timeout_s: float = 10.0
     backoff_initial_s: float = 0.25
     backoff_max_s: float = 2.0
+    # What a setup app wrote to the device; sent after every handshake until claimed.
+    claim_code: str | None = None
 
 
 @dataclass
@@ -234,6 +240,12 @@ class VirtualDevice:
     def _after_connect(self, connection: DeviceConnection) -> None:
         """What Device OS sends unasked right after the Hello (protocol.md §7)."""
         profile = self.options.profile
+        if self.options.claim_code:
+            connection.publish(
+                messages.EventInfo(
+                    CLAIM_CODE_EVENT, self.options.claim_code.encode(), 60, public=False
+                )
+            )
         if profile.posts_describe:
             connection.post_describe(messages.DescribeFlags.SYSTEM, self._system_describe())
         for name, data in profile.connect_events:

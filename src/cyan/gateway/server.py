@@ -85,6 +85,7 @@ class Gateway:
             backlog=1024,
         )
         self._sweeper = asyncio.create_task(self._sweep(), name="gateway-sweep")
+        self.router.on_registration_changed(self.forget_registration)
         log.info("device gateway listening on %s:%d", self.settings.host, self.port)
 
     @property
@@ -192,6 +193,17 @@ class Gateway:
 
     def publish(self, event: CloudEvent) -> None:
         self.router.publish(event)
+
+    async def redeem_claim_code(self, device_id: str, code: str) -> None:
+        """A device presented the claim code a setup app gave it (spark/device/claim/code)."""
+        owner_id = await self.store.redeem_claim_code(code, device_id)
+        if owner_id is None:
+            log.warning(
+                "device %s presented a claim code that is unknown, spent or expired", device_id
+            )
+            return
+        log.info("device %s claimed by user %d with a claim code", device_id, owner_id)
+        self.router.registration_changed(device_id, owner_id)
 
     def record_failure(self, error: ProtocolError, remote_ip: str) -> None:
         if error.device_id is not None and error.stage is Stage.HELLO:

@@ -1,5 +1,13 @@
 """Cyan's database: users, access tokens and devices, on SQLite or PostgreSQL."""
 
+from cyan.store.accounts import (
+    AccountError,
+    AccountRecord,
+    TokenRecord,
+    UnknownUser,
+    UserExists,
+)
+from cyan.store.devices import UNCHANGED, ClaimOutcome
 from cyan.store.errors import StoreError
 from cyan.store.records import (
     DeviceRecord,
@@ -12,12 +20,19 @@ from cyan.store.store import Store
 from cyan.store.validation import VARIABLE_TYPES
 
 __all__ = [
+    "UNCHANGED",
     "VARIABLE_TYPES",
+    "AccountError",
+    "AccountRecord",
+    "ClaimOutcome",
     "DeviceRecord",
     "PresenceUpdate",
     "Registration",
     "SessionUpdate",
     "Store",
     "StoreError",
+    "TokenRecord",
+    "UnknownUser",
+    "UserExists",
     "UserRecord",
 ]

@@ -143,3 +143,17 @@ class DeviceKey(Base):
         sa.String(16), nullable=False, default="rsa", server_default="rsa"
     )
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+
+
+class ClaimCode(Base):
+    __tablename__ = "claim_codes"
+
+    # sha256 hex of the code: like tokens, a claim code is a secret for its lifetime.
+    code_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.Integer, sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # The device that redeemed it; a redeemed code is spent.
+    device_id: Mapped[str | None] = mapped_column(sa.String(24), nullable=True)

@@ -6,7 +6,6 @@ callers never hold a session across an ``await`` of their own.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -20,6 +19,8 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cyan.store import migrate
+from cyan.store.accounts import Accounts, token_hash
+from cyan.store.devices import DeviceWrites
 from cyan.store.errors import StoreError
 from cyan.store.models import AccessToken, Device, DeviceKey, User, utcnow
 from cyan.store.records import DeviceRecord, UserRecord
@@ -41,11 +42,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-class Store(SessionWrites):
+class Store(SessionWrites, DeviceWrites, Accounts):
     """Open with ``await Store.open(url)``; close with ``await store.close()``."""
 
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
@@ -150,7 +147,7 @@ class Store(SessionWrites):
                 raise StoreError(f"create_token: no user with id {user_id}")
             session.add(
                 AccessToken(
-                    token_hash=_token_hash(token),
+                    token_hash=token_hash(token),
                     user_id=user_id,
                     client_id=client_id,
                     expires_at=expires_at,
@@ -163,7 +160,7 @@ class Store(SessionWrites):
             query = (
                 sa.select(AccessToken.expires_at, User)
                 .join(User, User.id == AccessToken.user_id)
-                .where(AccessToken.token_hash == _token_hash(token))
+                .where(AccessToken.token_hash == token_hash(token))
             )
             row = (await session.execute(query)).one_or_none()
             if row is None:
@@ -175,7 +172,7 @@ class Store(SessionWrites):
 
     async def revoke_token(self, token: str) -> bool:
         async with self._transaction("revoke_token") as session:
-            found = await session.get(AccessToken, _token_hash(token))
+            found = await session.get(AccessToken, token_hash(token))
             if found is None:
                 return False
             await session.delete(found)
