@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -60,6 +61,7 @@ class Gateway:
         self.failures: deque[ConnectionFailure] = deque(maxlen=FAILURE_HISTORY)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._presence: dict[str, PresenceUpdate] = {}
         self._session_writes: dict[str, SessionUpdate] = {}
@@ -96,8 +98,11 @@ class Gateway:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
+        # The sweep is asked to end, not cancelled: a cancel could land inside a store write
+        # and leave its transaction holding SQLite's write lock while we flush below.
+        self._stopping.set()
         if self._sweeper is not None:
-            self._sweeper.cancel()
+            await self._sweeper
         for session in list(self.sessions):
             session.close("server shutting down")
         await asyncio.sleep(0)  # let connection_lost run for the closed transports
@@ -219,8 +224,11 @@ class Gateway:
     # -- the sweep: timers and presence ---------------------------------------------------
 
     async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), SWEEP_INTERVAL_S)
+            if self._stopping.is_set():
+                return
             now = self.monotonic()
             for session in list(self.sessions):
                 session.check_timers(now)
