@@ -29,8 +29,9 @@ async def assert_stage(
     lines = [
         r.getMessage() for r in caplog.records if f"failed at stage {stage}:" in r.getMessage()
     ]
-    assert len(lines) == 1, lines  # logged once, with its stage and reason
+    assert len(lines) == 1, lines  # logged once, with its stage, reason and fix
     assert reason_part in lines[0]
+    assert "Fix: " in lines[0]
 
 
 @pytest.fixture

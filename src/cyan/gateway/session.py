@@ -22,6 +22,7 @@ from cyan.cloud.errors import (
     VariableNotFound,
 )
 from cyan.cloud.types import VARIABLE_TYPE_NAMES, CloudEvent, LiveDevice, VariableValue
+from cyan.diagnose import diagnose
 from cyan.protocol import NoTokenFree, ProtocolError, ServerConnection, Stage, messages
 from cyan.protocol.coap import CoapCode, format_code
 from cyan.protocol.events import (
@@ -156,7 +157,7 @@ class DeviceSession(asyncio.Protocol):
             who,
             self.remote_ip,
             error.stage.value,
-            error.reason,
+            diagnose(error).sentence(),
         )
         self._gateway.record_failure(error, self.remote_ip)
 
