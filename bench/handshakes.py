@@ -162,8 +162,8 @@ async def load(
         devices, port, concurrency=args.concurrency or len(devices), deadline=deadline
     )
     all_described = await fleet.wait_described(devices, deadline)
-    # The gateway's store writes (record_handshake, record_describe) run as background
-    # tasks that may finish after the last Hello: their CPU belongs to the handshakes too.
+    # The gateway's batched store writes (handshakes, describes) may land after the last
+    # Hello: their CPU belongs to the handshakes too.
     drain_started = clock()
     drained = await drain(server, deadline)
     drain_s = clock() - drain_started

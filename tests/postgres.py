@@ -20,7 +20,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+
+from tests.net import free_port
 
 SUPERUSER = "cyan"
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -72,13 +73,6 @@ def _server_account() -> pwd.struct_passwd | None:
     raise PostgresUnavailable("running as root and found neither a 'postgres' nor a 'nobody' user")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 @dataclass
 class PostgresServer:
     bin_dir: Path
@@ -99,7 +93,7 @@ class PostgresServer:
             _initdb(bin_dir, base, password, account)
             # A port seen free can be taken before the server binds it: try a few.
             for attempt in range(3):
-                port = _free_port()
+                port = free_port()
                 server = cls(bin_dir, base, port, password, _spawn(bin_dir, base, port, account))
                 if server._wait_ready(timeout_s):
                     # Backstop for a run that never reaches fixture teardown.

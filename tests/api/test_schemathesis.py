@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,27 +24,23 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import BaseSchema
 from schemathesis.core.result import Ok
 
+from tests.net import free_port
+
 CYAN = shutil.which("cyan") or str(Path(sys.executable).parent / "cyan")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     data = tmp_path_factory.mktemp("schemathesis")
     env = {**os.environ, "CYAN_DATA_DIR": str(data), "NO_COLOR": "1"}
-    api_port = _free_port()
+    api_port = free_port()
     command = [
         CYAN,
         "serve",
         "--host",
         "127.0.0.1",
         "--device-port",
-        str(_free_port()),
+        str(free_port()),
         "--api-port",
         str(api_port),
         "--demo",

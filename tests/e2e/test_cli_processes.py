@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.net import free_port
+
 CYAN = shutil.which("cyan") or str(Path(sys.executable).parent / "cyan")
 BOUND_S = 20.0  # hang bound for processes to come up; not a speed check
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def cyan(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import pytest
 
 from cyan.settings import sqlite_url
 from cyan.store import Store, UserRecord
+from tests.net import free_port
 
 CYAN = shutil.which("cyan") or str(Path(sys.executable).parent / "cyan")
 BOUND_S = 20.0  # hang bound for the server to come up; not a speed check
@@ -179,12 +179,6 @@ def test_token_list_and_revoke(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert "no such token" in again.stderr
     assert "Fix:" in again.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

@@ -37,10 +37,6 @@ from cyan.protocol.keys import DEFAULT_SERVER_PORT
 
 log = logging.getLogger("cyan.device")
 
-# Device OS publishes the claim code from its setup right after the handshake
-# (device-os system/src/system_cloud_internal.cpp, Spark_Handshake).
-CLAIM_CODE_EVENT = "spark/device/claim/code"
-
 
 @dataclass(frozen=True, slots=True)
 class DeviceOptions:
@@ -243,11 +239,13 @@ class VirtualDevice:
         if self.options.claim_code:
             connection.publish(
                 messages.EventInfo(
-                    CLAIM_CODE_EVENT, self.options.claim_code.encode(), 60, public=False
+                    messages.CLAIM_CODE_EVENT, self.options.claim_code.encode(), 60, public=False
                 )
             )
         if profile.posts_describe:
-            connection.post_describe(messages.DescribeFlags.SYSTEM, self._system_describe())
+            connection.post_describe(
+                messages.DescribeFlags.SYSTEM, self._describe(messages.DescribeFlags.SYSTEM)
+            )
         for name, data in profile.connect_events:
             connection.publish(messages.EventInfo(name, data.encode(), 60, public=False))
         connection.request_time()
@@ -256,9 +254,6 @@ class VirtualDevice:
         for prefix, mine in profile.system_subscriptions:
             connection.subscribe(prefix, my_devices=mine)
         self._flush()
-
-    def _system_describe(self) -> bytes:
-        return messages.encode_description(None, None, {"p": PHOTON_PLATFORM_ID, "m": []})
 
     async def _stay_connected(self) -> ProtocolError:
         assert self._closed is not None and self._connection is not None
@@ -362,13 +357,14 @@ class VirtualDevice:
             self.status.server_time = event.unix_seconds
 
     def _describe(self, flags: int) -> bytes:
-        app = self.tinker.describe() if flags & messages.DescribeFlags.APPLICATION else None
-        if flags & messages.DescribeFlags.SYSTEM:
-            system = {"p": PHOTON_PLATFORM_ID, "m": []}
-            if app is None:
-                return messages.encode_description(None, None, system)
-            return messages.encode_description(FUNCTIONS, VARIABLES, system)
-        return app or b"{}"
+        """The describe for ``flags``: application part, system part (no modules), or both."""
+        app = bool(flags & messages.DescribeFlags.APPLICATION)
+        system = (
+            {"p": PHOTON_PLATFORM_ID, "m": []} if flags & messages.DescribeFlags.SYSTEM else None
+        )
+        return messages.encode_description(
+            FUNCTIONS if app else None, VARIABLES if app else None, system
+        )
 
     def publish(self, name: str, data: str | None, *, public: bool = False, ttl: int = 60) -> None:
         if self._connection is None or not self.status.connected:

@@ -41,10 +41,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cyan.gateway")
 
-# Device OS sends the claim code a setup app gave it in this private event after each
-# handshake (device-os system/src/system_cloud_internal.cpp, Spark_Handshake).
-CLAIM_CODE_EVENT = "spark/device/claim/code"
-
 _TYPE_CODES = {name: code for code, name in VARIABLE_TYPE_NAMES.items()}
 
 
@@ -249,7 +245,7 @@ class DeviceSession(asyncio.Protocol):
     def _published(self, info: messages.EventInfo) -> None:
         if self.device_id is None:
             return
-        if info.name == CLAIM_CODE_EVENT and info.data:
+        if info.name == messages.CLAIM_CODE_EVENT and info.data:
             self._gateway.spawn(
                 self._gateway.redeem_claim_code(
                     self.device_id, info.data.decode("ascii", errors="replace")

@@ -18,6 +18,9 @@ from cyan.protocol.coap import CoapCode, CoapMessage, CoapType, OptionNumber
 from cyan.protocol.errors import ProtocolError, Stage
 
 DEFAULT_EVENT_TTL = 60
+# Device OS publishes the claim code from its setup in this private event right after each
+# handshake (device-os system/src/system_cloud_internal.cpp, Spark_Handshake).
+CLAIM_CODE_EVENT = "spark/device/claim/code"
 MAX_EVENT_TTL = 16_777_215  # protocol_defs.h MAX_EVENT_TTL_SECONDS
 MAX_EVENT_NAME_BYTES = 64
 MAX_EVENT_DATA_BYTES = 1024
