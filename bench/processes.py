@@ -23,9 +23,9 @@ from typing import Any, cast
 
 from bench.figures import HOST, ControlHandler, clock, raise_fd_limit, run
 from cyan.datadir import load_or_create_server_key, prepare
-from cyan.node import ADMIN_USERNAME, Node
+from cyan.node import Node
 from cyan.protocol import crypto, keys
-from cyan.settings import Settings, load_settings
+from cyan.settings import ADMIN_USERNAME, Settings, load_settings
 from cyan.store import Store
 
 

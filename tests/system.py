@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 
 from cyan.device import PROFILES, DeviceOptions, KeyStore, VirtualDevice
-from cyan.node import ADMIN_USERNAME, Node
+from cyan.node import Node
 from cyan.protocol import DeviceConnection, crypto, messages
 from cyan.protocol.events import Event, ServerHelloReceived
-from cyan.settings import load_settings
+from cyan.settings import ADMIN_USERNAME, load_settings
 
 LOOPBACK = "127.0.0.1"
 
@@ -85,7 +85,9 @@ class Cloud:
         heartbeat_s: float = 30.0,
         keystore: KeyStore | None = None,
         start: bool = True,
+        **options: Any,
     ) -> VirtualDevice:
+        """``options`` go to DeviceOptions (``server=None``: the key image's address)."""
         data_dir = self.node.settings.data_dir
         if keystore is None:
             directory = data_dir / "test-devices" / f"d{len(self.devices)}"
@@ -103,14 +105,13 @@ class Cloud:
                 owner_id=admin.id,
                 name=name,
             )
-        device = VirtualDevice(
-            keystore,
-            DeviceOptions(
-                server=f"{LOOPBACK}:{self.device_port}",
-                profile=PROFILES[firmware],
-                heartbeat_s=heartbeat_s,
-            ),
-        )
+        chosen: dict[str, Any] = {
+            "server": f"{LOOPBACK}:{self.device_port}",
+            "profile": PROFILES[firmware],
+            "heartbeat_s": heartbeat_s,
+        }
+        chosen.update(options)
+        device = VirtualDevice(keystore, DeviceOptions(**chosen))
         self.devices.append(device)
         if start:
             self.start(device)

@@ -15,18 +15,18 @@ from pathlib import Path
 import uvicorn
 
 from cyan.api import create_app
+from cyan.api.diagnosis import ServerIdentity
 from cyan.bus import EventBus
 from cyan.cloud.router import Router
 from cyan.datadir import load_or_create_server_key, prepare
 from cyan.device import DeviceOptions, KeyStore, VirtualDevice
 from cyan.gateway import Gateway
 from cyan.protocol import crypto
-from cyan.settings import Settings
+from cyan.settings import ADMIN_USERNAME, Settings
 from cyan.store import Store
 
 log = logging.getLogger("cyan.node")
 
-ADMIN_USERNAME = "admin"
 DEMO_DIR = "demo-devices"
 
 
@@ -72,8 +72,17 @@ class Node:
             await self._start_demo_devices(self.demo_devices)
 
     async def _start_api(self) -> None:
+        server_public = self.gateway.server_key.public_key()
         app = create_app(
-            store=self.store, router=self.router, bus=self.bus, settings=self.settings.api
+            store=self.store,
+            router=self.router,
+            bus=self.bus,
+            settings=self.settings.api,
+            server=ServerIdentity(
+                public_key_pem=crypto.public_key_pem(server_public).decode(),
+                fingerprint=crypto.fingerprint(server_public),
+                device_port=self.gateway.port,
+            ),
         )
         config = uvicorn.Config(
             app,

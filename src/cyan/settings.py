@@ -19,6 +19,8 @@ from cyan.errors import CyanError
 
 DEFAULT_DEVICE_PORT = 5683
 DEFAULT_API_PORT = 8080
+# The account that owns the demo devices and the CLI's tokens, and may see everything.
+ADMIN_USERNAME = "admin"
 
 
 class SettingsError(CyanError):

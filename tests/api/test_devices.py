@@ -137,6 +137,8 @@ async def test_detail_offline_shows_last_describe(
         "variables": {"temp": "double"},
         "firmware_updates_enabled": True,
         "firmware_updates_forced": False,
+        # Cyan's own field: no failed connection recorded for this device.
+        "cyan_last_failure": None,
     }
 
 

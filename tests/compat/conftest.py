@@ -36,8 +36,8 @@ import httpx
 import pytest
 
 from cyan.device import VirtualDevice
-from cyan.node import ADMIN_USERNAME
 from cyan.protocol import crypto
+from cyan.settings import ADMIN_USERNAME
 from tests.system import LOOPBACK, Cloud, running_cloud
 
 COMPAT_DIR = Path(__file__).resolve().parent

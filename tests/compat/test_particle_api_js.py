@@ -12,7 +12,7 @@ from dataclasses import replace
 import pytest
 
 from cyan.device import VirtualDevice
-from cyan.node import ADMIN_USERNAME
+from cyan.settings import ADMIN_USERNAME
 from cyan.store import ClaimOutcome
 from tests.compat.conftest import (
     KETTLE,

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cyan.device import VirtualDevice
-from cyan.node import ADMIN_USERNAME
 from cyan.protocol import crypto
+from cyan.settings import ADMIN_USERNAME
 from tests.compat.conftest import (
     KETTLE,
     LAMP,

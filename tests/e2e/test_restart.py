@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cyan.node import ADMIN_USERNAME, Node
+from cyan.node import Node
+from cyan.settings import ADMIN_USERNAME
 from cyan.store import Store
 from tests.system import cloud_settings, eventually, running_cloud
 

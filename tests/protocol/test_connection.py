@@ -542,6 +542,19 @@ def test_goodbye_is_reported_and_acked_when_confirmable(kind: CoapType, first_by
     assert acks == ([messages.empty_ack(0x4321)] if kind is CON else [])
 
 
+def test_the_device_says_goodbye_as_device_os_does() -> None:
+    # §4.15 as Device OS 2.x sends it when leaving on purpose: NON, No-Response, flags 0.
+    pair = connected()
+
+    pair.device.goodbye()
+    pair.pump()
+
+    (sent,) = [m for m in read_wire(pair).device_sent if m.uri_path == [b"x"]]
+    assert sent.encode() == bytes.fromhex(f"50 02 {sent.message_id:04x} b1 78 d0 ea ff 00")
+    assert pair.take_server_events() == [GoodbyeReceived(b"\x00")]
+    assert acks_of(read_wire(pair).server_sent, sent.message_id) == []
+
+
 @pytest.mark.parametrize(
     "wire_bytes",
     [

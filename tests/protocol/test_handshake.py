@@ -542,13 +542,13 @@ def test_device_eof_at_each_point() -> None:
     assert _eof_stage(device) is Stage.NONCE
 
     device.receive_data(nonce[20:])
-    assert _eof_stage(device) is Stage.HANDSHAKE_DECRYPT  # block sent, no reply
+    assert _eof_stage(device) is Stage.REFUSED  # block sent, no reply
 
     server.receive_data(device.data_to_send())
     server.accept_device(vectors.device_key(0).public_key())
     reply = server.data_to_send()
     device.receive_data(reply[:383])
-    assert _eof_stage(device) is Stage.HANDSHAKE_DECRYPT
+    assert _eof_stage(device) is Stage.REFUSED
 
     device.receive_data(reply[383:])
     assert _eof_stage(device) is Stage.HELLO  # our Hello out, the server's not in

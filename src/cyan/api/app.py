@@ -11,8 +11,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from cyan import __version__
-from cyan.api import accounts, devices, events, manage
+from cyan.api import accounts, devices, diagnosis, events, manage
 from cyan.api.auth import ApiContext
+from cyan.api.diagnosis import ServerIdentity
 from cyan.api.errors import install_error_handlers
 from cyan.bus import EventBus
 from cyan.cloud.router import Router
@@ -20,13 +21,22 @@ from cyan.settings import ApiSettings
 from cyan.store import Store
 
 
-def create_app(*, store: Store, router: Router, bus: EventBus, settings: ApiSettings) -> FastAPI:
+def create_app(
+    *,
+    store: Store,
+    router: Router,
+    bus: EventBus,
+    settings: ApiSettings,
+    server: ServerIdentity | None = None,
+) -> FastAPI:
     app = FastAPI(
         title="Cyan",
         version=__version__,
         summary="A self-hosted, Particle Cloud API v1 compatible device cloud",
     )
-    app.state.cyan = ApiContext(store=store, router=router, bus=bus, settings=settings)
+    app.state.cyan = ApiContext(
+        store=store, router=router, bus=bus, settings=settings, server=server
+    )
     install_error_handlers(app)
     # Event routes first: /v1/devices/events and /v1/devices/:id/events must win over the
     # variable and function routes /v1/devices/:id/:name (rest-api.md §10 item 5).
@@ -34,4 +44,5 @@ def create_app(*, store: Store, router: Router, bus: EventBus, settings: ApiSett
     app.include_router(devices.router)
     app.include_router(manage.router)
     app.include_router(accounts.router)
+    app.include_router(diagnosis.router)
     return app

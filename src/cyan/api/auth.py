@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import Depends, Request, Security
@@ -21,6 +21,9 @@ from cyan.api.errors import BadRequest, TokenInvalid, TokenMissing
 from cyan.bus import EventBus
 from cyan.cloud.router import Router
 from cyan.settings import ApiSettings
+
+if TYPE_CHECKING:
+    from cyan.api.diagnosis import ServerIdentity
 from cyan.store import DeviceRecord, Store, UserRecord
 
 # See cache.py for why a few seconds.
@@ -36,6 +39,8 @@ class ApiContext:
     router: Router
     bus: EventBus
     settings: ApiSettings
+    # None when the API runs without a gateway (some tests).
+    server: ServerIdentity | None = None
     # token -> its user; only tokens the store accepted are kept.
     users: TtlCache[str, UserRecord] = field(
         default_factory=lambda: TtlCache(CACHE_TTL_S, CACHE_MAX_ENTRIES)

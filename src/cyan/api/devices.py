@@ -14,8 +14,15 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from cyan.api.auth import ApiContext, Context, CurrentUser, body_params
 from cyan.api.errors import BadRequest
-from cyan.api.shapes import device_detail, device_summary, function_reply, raw_value, variable_reply
+from cyan.api.shapes import (
+    device_detail,
+    device_summary,
+    function_reply,
+    raw_value,
+    variable_reply,
+)
 from cyan.cloud.errors import DeviceNotFound
+from cyan.diagnose.history import failure_json, report
 from cyan.store import DeviceRecord, UserRecord
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -46,7 +53,11 @@ async def list_devices(context: Context, user: CurrentUser) -> JSONResponse:
 @router.get("/{id_or_name}", summary="One device, with its functions and variables")
 async def get_device(context: Context, user: CurrentUser, id_or_name: str) -> JSONResponse:
     record = await resolve_device(context, user, id_or_name)
-    return JSONResponse(device_detail(record, context.router.live(record.id)))
+    shape = device_detail(record, context.router.live(record.id))
+    # A Cyan field; Particle's clients ignore fields they do not know.
+    last = await context.store.device_failures(record.id, limit=1)
+    shape["cyan_last_failure"] = failure_json(report(last[0])) if last else None
+    return JSONResponse(shape)
 
 
 # Variable (GET) and function (POST) share one path template: OpenAPI forbids two templates

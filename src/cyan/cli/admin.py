@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.table import Table
@@ -14,11 +14,11 @@ from rich.table import Table
 from cyan.cli.options import DatabaseUrl, DataDir
 from cyan.cli.output import console, fail, out, reports_errors
 from cyan.datadir import prepare
-from cyan.node import ADMIN_USERNAME
 from cyan.protocol import crypto, keys
-from cyan.settings import load_settings
-from cyan.store import Store, TokenRecord, UnknownUser, UserRecord
-from cyan.store.accounts import TOKEN_ID_CHARS
+from cyan.settings import ADMIN_USERNAME, load_settings
+
+if TYPE_CHECKING:
+    from cyan.store import Store, TokenRecord, UserRecord
 
 T = TypeVar("T")
 
@@ -28,6 +28,10 @@ token_app = typer.Typer(help="Access tokens for the REST API.", no_args_is_help=
 def with_store(
     data_dir: Path | None, database_url: str | None, work: Callable[[Store], Awaitable[T]]
 ) -> T:
+    # Imported here, not at the top: SQLAlchemy and Alembic cost the commands that need no
+    # store (doctor, explain, keys server, device run) most of a second at every start.
+    from cyan.store import Store
+
     settings = load_settings(data_dir=data_dir, database_url=database_url)
     prepare(settings.data_dir)
 
@@ -75,6 +79,8 @@ def token_list(
 ) -> None:
     """List unexpired tokens by id: the start of their hash, as tokens are not kept."""
 
+    from cyan.store import UnknownUser
+
     async def work(store: Store) -> tuple[list[UserRecord], list[TokenRecord]]:
         owner_id = None
         if user is not None:
@@ -111,6 +117,8 @@ def token_revoke(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Revoke a token, given the token itself or its id."""
+
+    from cyan.store.accounts import TOKEN_ID_CHARS
 
     async def work(store: Store) -> bool:
         if await store.revoke_token(token):

@@ -11,11 +11,15 @@ import typer
 from cyan.cli.admin import device_add, device_list
 from cyan.cli.output import console, fail, reports_errors, setup_logging
 from cyan.cli.serve import _use_uvloop
+from cyan.cli.why import device_why
 from cyan.device import PROFILES, DeviceOptions, KeyStore, VirtualDevice
+from cyan.device.faults import Fault, apply_fault
+from cyan.device.resolver import parse_dns_choice
 
 device_app = typer.Typer(help="Register, list and run devices.", no_args_is_help=True)
 device_app.command("add")(device_add)
 device_app.command("list")(device_list)
+device_app.command("why")(device_why)
 
 
 @device_app.command("run")
@@ -34,20 +38,60 @@ def device_run(
         str | None,
         typer.Option(help="A claim code (POST /v1/device_claims) to present after connecting."),
     ] = None,
+    dns: Annotated[
+        str,
+        typer.Option(
+            help="The DNS server the network gave the device: system, none (as when DHCP "
+            "hands out DNS 0.0.0.0), or IP[:PORT]."
+        ),
+    ] = "system",
+    dns_fallback: Annotated[
+        bool,
+        typer.Option(
+            "--dns-fallback",
+            help="When the name does not resolve, connect to the IP in the key image, then to "
+            "the last address that worked (as Device OS 0.5.5 did).",
+        ),
+    ] = False,
+    fault: Annotated[
+        Fault | None,
+        typer.Option(
+            help="Break the key directory on purpose before starting (it stays broken until "
+            "you apply the fix Cyan names)."
+        ),
+    ] = None,
+    stall_handshakes: Annotated[
+        int, typer.Option(help="Ignore the server's nonce on the first N attempts.")
+    ] = 0,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a virtual Photon with Tinker. It reconnects by itself until you press Ctrl-C.
 
-    It runs no ARM code: it answers Tinker's functions and variables in Python.
+    It runs no ARM code: it answers Tinker's functions and variables in Python. It re-reads
+    its key directory after each failed attempt, as a Photon does when it restarts, so a
+    repaired key directory takes effect without restarting it.
     """
     setup_logging(verbose)
     if firmware not in PROFILES:
         raise fail(f"unknown firmware {firmware!r}", f"Use one of {', '.join(PROFILES)}.")
+    try:
+        dns_server = parse_dns_choice(dns)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     keystore = KeyStore.load(keys_dir)
+    if fault is not None:
+        keystore, what = apply_fault(keystore, fault)
+        console.print(f"[yellow]fault {fault.value}:[/] {what}")
     device = VirtualDevice(
         keystore,
         DeviceOptions(
-            server=server, profile=PROFILES[firmware], heartbeat_s=heartbeat, claim_code=claim_code
+            server=server,
+            profile=PROFILES[firmware],
+            heartbeat_s=heartbeat,
+            claim_code=claim_code,
+            dns_server=dns_server,
+            dns_fallback=dns_fallback,
+            stall_handshakes=stall_handshakes,
         ),
     )
     console.print(f"virtual device [bold]{keystore.device_id}[/] (Device OS {firmware})")

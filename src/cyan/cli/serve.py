@@ -12,7 +12,6 @@ from rich.panel import Panel
 
 from cyan.cli.options import DatabaseUrl, DataDir
 from cyan.cli.output import console, reports_errors, setup_logging
-from cyan.node import Node
 from cyan.settings import DEFAULT_API_PORT, DEFAULT_DEVICE_PORT, Settings, load_settings
 
 
@@ -57,6 +56,8 @@ def _use_uvloop() -> None:
 
 
 async def _serve(settings: Settings, demo: int) -> None:
+    from cyan.node import Node  # FastAPI, uvicorn, the store: only `serve` needs them
+
     node = Node(settings, demo_devices=demo)
     await node.start()
     shown_host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host

@@ -6,7 +6,7 @@ Like `cyan token`, these work on the store directly, with the server up or not.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -14,8 +14,9 @@ from rich.table import Table
 from cyan.cli.admin import minute, with_store
 from cyan.cli.options import DatabaseUrl, DataDir
 from cyan.cli.output import console, fail, out, reports_errors
-from cyan.store import AccountRecord, Store, UserExists
-from cyan.store.accounts import username_or_error
+
+if TYPE_CHECKING:
+    from cyan.store import AccountRecord, Store
 
 user_app = typer.Typer(help="User accounts, for `particle login`.", no_args_is_help=True)
 
@@ -50,6 +51,9 @@ def user_add(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Create a user who can log in with particle-cli or particle-api-js."""
+    from cyan.store import UserExists  # the store loads only when a command needs it
+    from cyan.store.accounts import username_or_error
+
     username_or_error(username)
 
     async def exists(store: Store) -> bool:

@@ -12,7 +12,6 @@ import contextlib
 import logging
 import os
 import random
-import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,8 +19,11 @@ from typing import cast
 
 from cyan.device.keystore import KeyStore
 from cyan.device.profiles import DEFAULT_PROFILE, PHOTON_PLATFORM_ID, FirmwareProfile
+from cyan.device.resolver import DnsServer, is_ip, resolve
 from cyan.device.tinker import FUNCTIONS, VARIABLES, Tinker
-from cyan.protocol import DeviceConnection, ProtocolError, Stage, messages
+from cyan.diagnose import diagnose_device_side
+from cyan.errors import CyanError
+from cyan.protocol import DeviceConnection, ProtocolError, Stage, crypto, keys, messages
 from cyan.protocol.events import (
     DescribeRequested,
     Event,
@@ -53,6 +55,14 @@ class DeviceOptions:
     backoff_max_s: float = 2.0
     # What a setup app wrote to the device; sent after every handshake until claimed.
     claim_code: str | None = None
+    # Faults on purpose (issue: diagnosis). Which DNS server the network gave the device.
+    # None: the system's resolver; DnsServer 0.0.0.0: none at all.
+    dns_server: DnsServer | None = None
+    # Device OS 0.5.5: when the name does not resolve, use the key image's IP address,
+    # then the last address that worked.
+    dns_fallback: bool = False
+    # Ignore the server's nonce on the first N connection attempts, as a stalled network.
+    stall_handshakes: int = 0
 
 
 @dataclass
@@ -111,6 +121,9 @@ class VirtualDevice:
         self._last_received = 0.0
         self._ping_sent_at: float | None = None
         self._stopping = False
+        self._last_good_address: str | None = None
+        self._attempts = 0
+        self._stalling = False
 
     @property
     def device_id(self) -> str:
@@ -132,8 +145,14 @@ class VirtualDevice:
             if error is not None:
                 self.status.last_error = error
                 log.warning(
-                    "[%s] %s failed: %s", self.device_id[:8], error.stage.value, error.reason
+                    "[%s] failed at stage %s: %s",
+                    self.device_id[:8],
+                    error.stage.value,
+                    diagnose_device_side(error).sentence(),
                 )
+                # A Photon re-reads its keys when it restarts after a failure; a key
+                # directory fixed meanwhile (cyan keys server/doctor) takes effect now.
+                self._reload_keys()
             # A short jittered back-off keeps a fleet from reconnecting in lock-step.
             await asyncio.sleep(delay * random.uniform(0.75, 1.25))
             delay = min(delay * 2, self.options.backoff_max_s)
@@ -142,8 +161,27 @@ class VirtualDevice:
 
     async def stop(self) -> None:
         self._stopping = True
+        connection = self._connection
+        if (
+            connection is not None
+            and self.status.connected
+            and self.options.profile.hello_flags & messages.HelloFlags.GOODBYE
+        ):
+            # Device OS 2.x says goodbye before a disconnect it means (protocol.md §4.15).
+            connection.goodbye()
+            self._flush()
         if self._transport is not None:
             self._transport.close()
+
+    def _reload_keys(self) -> None:
+        try:
+            fresh = KeyStore.load(self.keys.directory)
+        except CyanError as exc:
+            log.debug("[%s] keeping the keys in memory: %s", self.device_id[:8], exc)
+            return
+        if _identity(fresh) != _identity(self.keys):
+            log.info("[%s] key directory changed; using the new keys", self.device_id[:8])
+        self.keys = fresh
 
     def server_address(self) -> tuple[str, int]:
         if self.options.server:
@@ -164,11 +202,9 @@ class VirtualDevice:
         try:
             host, port = self.server_address()
             self._stage("dns", "blinking cyan", f"resolving {host}")
-            try:
-                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except socket.gaierror as exc:
-                raise ProtocolError(Stage.DNS, f"{host} did not resolve: {exc.strerror}") from exc
-            ip = str(infos[0][4][0])
+            ip = await self._resolve(host, port)
+            self._attempts += 1
+            self._stalling = self._attempts <= self.options.stall_handshakes
             self._stage("tcp", "blinking cyan", f"connecting to {ip}:{port}")
             self._connection = DeviceConnection(
                 self.device_id,
@@ -199,6 +235,7 @@ class VirtualDevice:
             self._last_received = time.monotonic()
             self._stage("handshake", "fast blinking cyan", "waiting for the server's nonce")
             await self._wait_hello()
+            self._last_good_address = ip
             self._online()
             return await self._stay_connected()
         except ProtocolError as error:
@@ -207,6 +244,31 @@ class VirtualDevice:
             return error
         finally:
             self.status.connected = False
+
+    async def _resolve(self, host: str, port: int) -> str:
+        try:
+            return await resolve(host, port, self.options.dns_server, self.options.io_timeout_s)
+        except ProtocolError as error:
+            fallback = self._fallback_address(host) if self.options.dns_fallback else None
+            if fallback is None:
+                raise
+            address, source = fallback
+            log.warning(
+                "[%s] %s; falling back to %s (%s)",
+                self.device_id[:8],
+                error.reason,
+                address,
+                source,
+            )
+            return address
+
+    def _fallback_address(self, host: str) -> tuple[str, str] | None:
+        pinned = self.keys.server.address.host
+        if pinned is not None and is_ip(pinned) and pinned != host:
+            return pinned, "the address pinned in the server key image"
+        if self._last_good_address is not None:
+            return self._last_good_address, "the last address that worked"
+        return None
 
     async def _wait_hello(self) -> None:
         assert self._closed is not None
@@ -286,6 +348,8 @@ class VirtualDevice:
     def _feed(self, data: bytes) -> None:
         if self._connection is None:
             return
+        if self._stalling and not self._connection.established:
+            return  # a stalled network: the server's nonce never arrives
         self._last_received = time.monotonic()
         self._ping_sent_at = None
         try:
@@ -313,6 +377,10 @@ class VirtualDevice:
         )
 
     def _fail(self, error: ProtocolError) -> None:
+        if self._stalling:
+            error = ProtocolError(
+                Stage.TIMEOUT, "the handshake stalled (on purpose: --stall-handshakes)"
+            )
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(error)
         self._disconnect()
@@ -373,6 +441,15 @@ class VirtualDevice:
             messages.EventInfo(name, data.encode() if data else None, ttl, public)
         )
         self._flush()
+
+
+def _identity(store: KeyStore) -> tuple[str, bytes, keys.ServerAddress, str]:
+    return (
+        store.device_id,
+        store.public_key_pem,
+        store.server.address,
+        crypto.fingerprint(store.server.public_key),
+    )
 
 
 _ERROR_LEDS = {

@@ -13,12 +13,18 @@ from dataclasses import dataclass
 from cyan.protocol.errors import ProtocolError, Stage
 
 SEND_SERVER_KEY = (
-    "write this server's key and address to the device (in DFU mode): "
-    "particle keys server server-key.pub.der --host THIS-SERVER-IP"
+    "write this server's key and address to the device: cyan keys server --host "
+    "THIS-SERVER-IP --out server-key.der, then put it on the device (a virtual device: its key "
+    "directory; a Photon in DFU mode: dfu-util -d 2b04:d006 -a 1 -s 2082 -D server-key.der, "
+    "or particle keys server server-key.pub.der --host THIS-SERVER-IP)"
 )
 REGISTER_KEY = (
-    "register the device's current public key: cyan device add ID --public-key KEY.pem, "
-    "or particle keys send ID KEY.pem (particle keys doctor ID makes and sends a new one)"
+    "register the device's current public key: cyan device add ID --public-key KEY.pem or "
+    "particle keys send ID KEY.pem; or make and register a new one: cyan keys doctor ID"
+)
+ASK_THE_SERVER = (
+    "ask the server which: cyan device why ID on the server, or cyan doctor --keys DIR "
+    "--token TOKEN from the device's network"
 )
 
 _TABLE: dict[Stage, tuple[str, str]] = {
@@ -30,8 +36,9 @@ _TABLE: dict[Stage, tuple[str, str]] = {
     ),
     Stage.TCP: (
         "no TCP connection to the server's device port",
-        "check that cyan serve is running, that port 5683 is open on its firewall, and that "
-        "the address in the device's server key is this server",
+        "check that cyan serve is running and its device port (5683) is open on the firewall, "
+        "and that the device's server key names this server's address and port: cyan keys "
+        "server --host THIS-SERVER-IP --port PORT, written to the device",
     ),
     Stage.NONCE: (
         "the connection ended before the device answered the server's nonce",
@@ -45,6 +52,11 @@ _TABLE: dict[Stage, tuple[str, str]] = {
     Stage.SERVER_KEY: (
         "the device does not trust this server's signature: it holds another server's public key",
         SEND_SERVER_KEY,
+    ),
+    Stage.REFUSED: (
+        "the server hung up after the device's handshake: the device holds another server's "
+        "public key, or is not registered there, or its key differs from the registered one",
+        ASK_THE_SERVER,
     ),
     Stage.UNKNOWN_DEVICE: ("the device has no public key registered on this server", REGISTER_KEY),
     Stage.KEY_MISMATCH: (
@@ -72,6 +84,42 @@ _TABLE: dict[Stage, tuple[str, str]] = {
 }
 
 
+# Where the device's view of a failure differs from the server's. A device-side
+# handshake-decrypt is the opposite of the server's: the server could read the device's
+# block, but encrypted the session key to another device key.
+_DEVICE_VIEW: dict[Stage, tuple[str, str]] = {
+    Stage.NONCE: (
+        "the server accepted the TCP connection but sent no 40-byte nonce: something other "
+        "than a device cloud listens there, or it dropped the connection",
+        "check that the address and port in the device's server key are cyan serve's device "
+        "port (5683 by default)",
+    ),
+    Stage.HANDSHAKE_DECRYPT: (
+        "the server's session key does not decrypt with the device's key: the server has "
+        "another public key registered for this device",
+        REGISTER_KEY,
+    ),
+    Stage.HELLO: (
+        "the server closed the connection before answering the device's Hello",
+        "look at what the server logged for this device: cyan device why ID",
+    ),
+    Stage.SESSION: (
+        "the server closed the session or sent a frame the device could not read",
+        "nothing, if it happens rarely: the device reconnects by itself; if it repeats, look "
+        "at what the server logged for this device: cyan device why ID",
+    ),
+    Stage.TIMEOUT: (
+        "the server did not finish the handshake in time (it stalled)",
+        "check the network between the device and the server, and that the server is not "
+        "overloaded; the device retries by itself",
+    ),
+    Stage.KEEPALIVE_TIMEOUT: (
+        "the server did not answer the device's ping",
+        "check the network between the device and the server; the device reconnects by itself",
+    ),
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Diagnosis:
     stage: Stage
@@ -84,5 +132,15 @@ class Diagnosis:
 
 
 def diagnose(error: ProtocolError) -> Diagnosis:
-    cause, fix = _TABLE[error.stage]
-    return Diagnosis(error.stage, cause, fix, error.reason)
+    """The server's view of a failed connection."""
+    return explain_stage(error.stage, error.reason)
+
+
+def diagnose_device_side(error: ProtocolError) -> Diagnosis:
+    """The device's view: what a device (or `cyan doctor` acting as one) can tell."""
+    return explain_stage(error.stage, error.reason, device_side=True)
+
+
+def explain_stage(stage: Stage, detail: str, *, device_side: bool = False) -> Diagnosis:
+    cause, fix = (device_side and _DEVICE_VIEW.get(stage)) or _TABLE[stage]
+    return Diagnosis(stage, cause, fix, detail)

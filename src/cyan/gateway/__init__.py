@@ -1,5 +1,5 @@
 """The device gateway: asyncio TCP server around the sans-I/O protocol core."""
 
-from cyan.gateway.server import ConnectionFailure, Gateway
+from cyan.gateway.server import Gateway
 
-__all__ = ["ConnectionFailure", "Gateway"]
+__all__ = ["Gateway"]

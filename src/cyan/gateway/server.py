@@ -9,7 +9,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -18,24 +18,17 @@ from cyan.cloud.types import CloudEvent
 from cyan.gateway.session import DeviceSession
 from cyan.protocol import ProtocolError, Stage, crypto, messages
 from cyan.settings import GatewaySettings
-from cyan.store import PresenceUpdate, Registration, SessionUpdate, Store
+from cyan.store import ConnectionFailure, PresenceUpdate, Registration, SessionUpdate, Store
 
 log = logging.getLogger("cyan.gateway")
 
 SWEEP_INTERVAL_S = 0.5
 LAST_HEARD_FLUSH_S = 30.0
 FAILURE_HISTORY = 200
+# Failures waiting for the store; if it is down for long, the oldest are dropped.
+PENDING_FAILURES_MAX = 1_000
 SHARED_DESCRIBES_MAX = 10_000
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionFailure:
-    at: datetime
-    remote_ip: str
-    device_id: str | None
-    stage: str
-    reason: str
 
 
 class Gateway:
@@ -65,6 +58,7 @@ class Gateway:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._presence: dict[str, PresenceUpdate] = {}
         self._session_writes: dict[str, SessionUpdate] = {}
+        self._failure_writes: deque[ConnectionFailure] = deque(maxlen=PENDING_FAILURES_MAX)
         # Registered keys and owners, so a handshake of a known device never waits on the
         # database; refreshed from the store whenever an entry could be stale (below).
         self._registrations: dict[str, Registration] = {}
@@ -215,11 +209,11 @@ class Gateway:
             # A device that drops us after the key exchange may hold a key that was
             # replaced behind our cache (a Core sends none to compare): look it up afresh.
             self.forget_registration(error.device_id)
-        self.failures.append(
-            ConnectionFailure(
-                datetime.now(UTC), remote_ip, error.device_id, error.stage.value, error.reason
-            )
+        failure = ConnectionFailure(
+            datetime.now(UTC), remote_ip, error.device_id, error.stage.value, error.reason
         )
+        self.failures.append(failure)
+        self._failure_writes.append(failure)
 
     # -- the sweep: timers and presence ---------------------------------------------------
 
@@ -240,7 +234,7 @@ class Gateway:
                         self._presence.setdefault(
                             live.device_id, PresenceUpdate(live.device_id, True, live.last_heard)
                         )
-            if self._presence or self._session_writes:
+            if self.pending_writes:
                 try:
                     await self.flush()
                 except Exception:  # the store may be briefly unavailable; try again next sweep
@@ -248,18 +242,24 @@ class Gateway:
 
     @property
     def pending_writes(self) -> int:
-        return len(self._presence) + len(self._session_writes)
+        return len(self._presence) + len(self._session_writes) + len(self._failure_writes)
 
     async def flush(self) -> None:
-        """Write queued handshakes, describes and presence, in that order."""
+        """Write queued handshakes, describes, presence and failures, in that order."""
         sessions, self._session_writes = list(self._session_writes.values()), {}
         presence, self._presence = list(self._presence.values()), {}
+        failures = list(self._failure_writes)
+        self._failure_writes.clear()
         try:
             if sessions:
                 await self.store.record_sessions(sessions)
             if presence:
                 await self.store.record_presence(presence)
+            if failures:
+                await self.store.record_failures(failures)
+                failures = []
         except Exception:
+            self._failure_writes.extendleft(reversed(failures))
             # Put back what was not written, unless newer state arrived meanwhile.
             for update in sessions:
                 self._session_writes.setdefault(update.device_id, update)

@@ -191,7 +191,10 @@ class DeviceSession(asyncio.Protocol):
             if future is not None and not future.done():
                 future.set_result(event)
         elif isinstance(event, GoodbyeReceived):
+            # The device leaves on purpose (sleep, reset, `cyan doctor` done): the close that
+            # follows is no failure to record.
             log.info("device %s said goodbye", self.device_id)
+            self._closing = True
 
     async def _identify(self, device_id: str) -> None:
         try:

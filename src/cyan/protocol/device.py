@@ -86,6 +86,13 @@ class DeviceConnection(Connection):
     def ping(self) -> None:
         self.send(messages.ping(self._next_id()))
 
+    def goodbye(self) -> None:
+        """Say the device leaves on purpose, so the server records no dropped connection.
+
+        Only for a Hello that offered the Goodbye flag (protocol.md §4.15); close after it.
+        """
+        self.send(messages.goodbye(self._next_id()))
+
     # -- answers to the server's requests -------------------------------------------------
 
     def reply_describe(self, request: DescribeRequested, body: bytes) -> None:
@@ -146,11 +153,7 @@ class DeviceConnection(Connection):
 
     def _eof_stage(self) -> Stage:
         if self._channel is None:
-            return (
-                Stage.NONCE
-                if self._handshake.state is DeviceState.START
-                else Stage.HANDSHAKE_DECRYPT
-            )
+            return Stage.NONCE if self._handshake.state is DeviceState.START else Stage.REFUSED
         return Stage.HELLO if not self.server_hello_received else Stage.SESSION
 
     def _eof_reason(self) -> str:

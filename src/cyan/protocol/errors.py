@@ -16,6 +16,9 @@ class Stage(StrEnum):
     TCP = "tcp"
     NONCE = "nonce"
     HANDSHAKE_DECRYPT = "handshake-decrypt"
+    # Only a device sees this one: the server hung up after the device's handshake block,
+    # without saying why (the server's own log names the exact stage).
+    REFUSED = "refused"
     SERVER_KEY = "server-key"
     UNKNOWN_DEVICE = "unknown-device"
     KEY_MISMATCH = "key-mismatch"

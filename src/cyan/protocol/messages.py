@@ -192,6 +192,22 @@ def ping(message_id: int) -> CoapMessage:
 # -- requests from the device ---------------------------------------------------------------
 
 
+def goodbye(message_id: int) -> CoapMessage:
+    """NON POST /x with No-Response and no reason fields: the device is leaving on purpose.
+
+    protocol.md §4.15: ``50 02 <id> b1 78 d0 ea ff 00``; only for a server that saw the
+    Goodbye flag (0x10) in the Hello.
+    """
+    return CoapMessage(
+        CoapType.NON,
+        CoapCode.POST,
+        message_id,
+        b"",
+        ((PATH, b"x"), (OptionNumber.NO_RESPONSE, b"")),
+        b"\x00",  # varint flags: no cloud, reset, sleep or network reason follows
+    )
+
+
 def describe_post(message_id: int, flags: int, body: bytes) -> CoapMessage:
     return CoapMessage(
         CoapType.CON, CoapCode.POST, message_id, b"", ((PATH, b"d"), (QUERY, bytes([flags]))), body

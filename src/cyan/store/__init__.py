@@ -10,6 +10,7 @@ from cyan.store.accounts import (
 from cyan.store.devices import UNCHANGED, ClaimOutcome
 from cyan.store.errors import StoreError
 from cyan.store.records import (
+    ConnectionFailure,
     DeviceRecord,
     PresenceUpdate,
     Registration,
@@ -25,6 +26,7 @@ __all__ = [
     "AccountError",
     "AccountRecord",
     "ClaimOutcome",
+    "ConnectionFailure",
     "DeviceRecord",
     "PresenceUpdate",
     "Registration",

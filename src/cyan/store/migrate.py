@@ -9,12 +9,9 @@ database wherever it runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, make_url
 from sqlalchemy.exc import ArgumentError
@@ -23,10 +20,21 @@ from sqlalchemy.pool import StaticPool
 
 from cyan.store.errors import StoreError
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# The newest migration's revision. A database already there is opened without Alembic, whose
+# import costs a short CLI command (`cyan device why`) half a second; tests/store checks
+# that this is Alembic's own head.
+SCHEMA_HEAD = "0003"
 # Async drivers picked when a URL names only the database ("postgresql://...").
 DEFAULT_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 URL_FIX = "Use sqlite+aiosqlite:///path/to/cyan.db or postgresql+asyncpg://user:pass@host/db."
+
+
+class MigrationFailed(Exception):
+    """Alembic could not bring the schema to head."""
 
 
 def parse_url(url: str) -> URL:
@@ -75,6 +83,8 @@ def create_engine(url: URL) -> AsyncEngine:
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
+    from alembic.config import Config
+
     cfg = Config()
     # Config values go through ConfigParser interpolation; a "%" in the install
     # path would otherwise be read as an interpolation marker.
@@ -85,16 +95,28 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(connection: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(connection).get_current_revision()
 
 
 def upgrade_connection(connection: Connection) -> None:
     """Upgrade to head on a synchronous connection (runs inside ``run_sync``)."""
-    command.upgrade(alembic_config(connection), "head")
+    if _at_head(connection):
+        return
+    from alembic import command
+    from alembic.util import CommandError
+
+    try:
+        command.upgrade(alembic_config(connection), "head")
+    except CommandError as exc:  # e.g. a database stamped by a newer Cyan
+        raise MigrationFailed(str(exc)) from exc
 
 
 async def upgrade(engine: AsyncEngine) -> None:
@@ -105,3 +127,11 @@ async def upgrade(engine: AsyncEngine) -> None:
     """
     async with engine.begin() as conn:
         await conn.run_sync(upgrade_connection)
+
+
+def _at_head(connection: Connection) -> bool:
+    """Whether the schema is at SCHEMA_HEAD, read without Alembic."""
+    if not sa.inspect(connection).has_table("alembic_version"):
+        return False
+    versions = connection.execute(sa.text("SELECT version_num FROM alembic_version"))
+    return list(versions.scalars()) == [SCHEMA_HEAD]

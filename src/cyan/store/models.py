@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cyan.store.records import DeviceRecord, UserRecord
+from cyan.store.records import ConnectionFailure, DeviceRecord, UserRecord
 
 # Explicit constraint names, so a later migration can drop or alter a constraint
 # by name on every dialect (SQLite otherwise leaves them anonymous).
@@ -157,3 +157,27 @@ class ClaimCode(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
     # The device that redeemed it; a redeemed code is spent.
     device_id: Mapped[str | None] = mapped_column(sa.String(24), nullable=True)
+
+
+class ConnectionFailureRow(Base):
+    __tablename__ = "connection_failures"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # No foreign key: a device that is not registered (unknown-device) names an id all the
+    # same, and that failure is the one its owner most needs to see.
+    device_id: Mapped[str | None] = mapped_column(sa.String(24), nullable=True, index=True)
+    remote_address: Mapped[str] = mapped_column(sa.String(64), nullable=False, index=True)
+    # Only the stage and the connection's own reason are kept: cause and fix are looked up
+    # in cyan.diagnose when shown, so improving a sentence improves old records too.
+    stage: Mapped[str] = mapped_column(sa.String(32), nullable=False)
+    reason: Mapped[str] = mapped_column(sa.Text, nullable=False)
+
+    def to_record(self) -> ConnectionFailure:
+        return ConnectionFailure(
+            at=self.at,
+            remote_address=self.remote_address,
+            device_id=self.device_id,
+            stage=self.stage,
+            reason=self.reason,
+        )

@@ -64,3 +64,14 @@ class SessionUpdate:
     functions: tuple[str, ...] | None = None
     variables: dict[str, str] | None = None
     system_firmware_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFailure:
+    """One failed or dropped device connection, as the gateway saw it."""
+
+    at: datetime
+    remote_address: str
+    device_id: str | None  # None when the connection never named a device
+    stage: str
+    reason: str

@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import TypeVar
 
 import sqlalchemy as sa
-from alembic.util import CommandError
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -22,6 +21,7 @@ from cyan.store import migrate
 from cyan.store.accounts import Accounts, token_hash
 from cyan.store.devices import DeviceWrites
 from cyan.store.errors import StoreError
+from cyan.store.failures import FailureLog
 from cyan.store.models import AccessToken, Device, DeviceKey, User, utcnow
 from cyan.store.records import DeviceRecord, UserRecord
 from cyan.store.sessions import SessionWrites
@@ -42,7 +42,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-class Store(SessionWrites, DeviceWrites, Accounts):
+class Store(SessionWrites, DeviceWrites, Accounts, FailureLog):
     """Open with ``await Store.open(url)``; close with ``await store.close()``."""
 
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
@@ -64,7 +64,7 @@ class Store(SessionWrites, DeviceWrites, Accounts):
             ) from exc
         try:
             await migrate.upgrade(engine)
-        except (SQLAlchemyError, OSError, CommandError) as exc:
+        except (SQLAlchemyError, OSError, migrate.MigrationFailed) as exc:
             await engine.dispose()
             raise StoreError(
                 f"cannot open database {shown}: {_reason(exc)}",

@@ -1,0 +1,163 @@
+"""Why is this device not connected? One verdict from its failure history.
+
+The API (`GET /cyan/v1/devices/{id}/failures`, `cyan_last_failure`) and `cyan device why`
+both read it from here, so every surface gives the same answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from cyan.diagnose.stages import Diagnosis, explain_stage
+from cyan.protocol.errors import Stage
+
+if TYPE_CHECKING:
+    from cyan.store import ConnectionFailure, DeviceRecord, Store
+
+# Unnamed failures (the connection never said which device it was) this recent may be the
+# device's own attempts, when nothing else explains why it is offline.
+UNNAMED_WINDOW = timedelta(minutes=10)
+
+NOTHING_REACHED_US = (
+    "no connection attempt from this device has reached this server: it fails before TCP "
+    "(Wi-Fi, DHCP, DNS, routing or a closed port)",
+    "run cyan doctor --server THIS-SERVER from the device's network; a Photon that blinks "
+    "cyan usually cannot resolve the server's name (DHCP handing out DNS 0.0.0.0): pin the "
+    "server by IP with cyan keys server --host IP",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class FailureReport:
+    failure: ConnectionFailure
+    diagnosis: Diagnosis
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The one answer: why the device is not connected (or that it is)."""
+
+    state: str  # "online", "failing", "unnamed-failures", "silent"
+    summary: str
+    stage: str | None
+    cause: str | None
+    fix: str | None
+    failure: ConnectionFailure | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHistory:
+    device_id: str
+    failures: list[FailureReport]  # this device's, newest first
+    unnamed: list[FailureReport]  # recent ones that named no device, newest first
+    verdict: Verdict
+
+
+def report(failure: ConnectionFailure) -> FailureReport:
+    try:
+        stage = Stage(failure.stage)
+    except ValueError:  # a stage a newer Cyan wrote; keep it readable
+        stage = Stage.SESSION
+    return FailureReport(failure, explain_stage(stage, failure.reason))
+
+
+async def device_history(
+    store: Store,
+    device_id: str,
+    record: DeviceRecord | None,
+    *,
+    online: bool,
+    any_address: bool,
+    now: datetime,
+) -> DeviceHistory:
+    """The device's history and verdict.
+
+    ``record``: None for a device that is not registered (its failures are still kept).
+    ``online``: whether it is connected now (the router knows better than the stored row).
+    ``any_address``: for a device whose address is not known yet, whether unnamed failures
+    from any address may be shown (an admin) or none (its owner: they may be anyone's).
+    A device whose address is known is only ever tied to failures from that address.
+    """
+    failures = [report(f) for f in await store.device_failures(device_id)]
+    address = record.last_ip if record else None
+    handshake = record.last_handshake_at if record else None
+    unnamed: list[FailureReport] = []
+    if address is not None or any_address:
+        unnamed = [
+            report(f)
+            for f in await store.unnamed_failures(
+                since=now - UNNAMED_WINDOW, remote_address=address
+            )
+        ]
+    verdict = _verdict(handshake, online, failures, unnamed, address_known=address is not None)
+    return DeviceHistory(device_id, failures, unnamed, verdict)
+
+
+def _verdict(
+    handshake: datetime | None,
+    online: bool,
+    failures: list[FailureReport],
+    unnamed: list[FailureReport],
+    *,
+    address_known: bool,
+) -> Verdict:
+    newest = failures[0] if failures else None
+    if online and (newest is None or handshake is None or newest.failure.at <= handshake):
+        return Verdict("online", "connected (breathing cyan)", None, None, None, None)
+    if newest is not None and (handshake is None or newest.failure.at >= handshake):
+        return _from(newest, "failing", "its last connection attempt failed")
+    fresh = [r for r in unnamed if handshake is None or r.failure.at >= handshake]
+    if fresh:
+        where = fresh[0].failure.remote_address
+        whose = "this device's last address" if address_known else "this device, if it is there"
+        return _from(
+            fresh[0],
+            "unnamed-failures",
+            f"a connection from {where} ({whose}) failed before it named a device",
+        )
+    cause, fix = NOTHING_REACHED_US
+    return Verdict(
+        "silent", "offline, and nothing it tried reached this server", None, cause, fix, None
+    )
+
+
+def _from(item: FailureReport, state: str, summary: str) -> Verdict:
+    d = item.diagnosis
+    return Verdict(state, summary, d.stage.value, d.cause, d.fix, item.failure)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def failure_json(item: FailureReport) -> dict[str, Any]:
+    failure, diagnosis = item.failure, item.diagnosis
+    return {
+        "at": _iso(failure.at),
+        "device_id": failure.device_id,
+        "remote_address": failure.remote_address,
+        "stage": diagnosis.stage.value,
+        "reason": failure.reason,
+        "cause": diagnosis.cause,
+        "fix": diagnosis.fix,
+    }
+
+
+def history_json(history: DeviceHistory) -> dict[str, Any]:
+    verdict = history.verdict
+    return {
+        "device_id": history.device_id,
+        "verdict": {
+            "state": verdict.state,
+            "summary": verdict.summary,
+            "stage": verdict.stage,
+            "cause": verdict.cause,
+            "fix": verdict.fix,
+            "at": _iso(verdict.failure.at) if verdict.failure else None,
+            "reason": verdict.failure.reason if verdict.failure else None,
+        },
+        "failures": [failure_json(item) for item in history.failures],
+        "unnamed_failures": [failure_json(item) for item in history.unnamed],
+    }
