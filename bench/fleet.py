@@ -19,7 +19,7 @@ from bench.figures import HOST, clock
 from bench.processes import child_main, serve_control
 from cyan.device.profiles import PHOTON_PLATFORM_ID, PROFILES
 from cyan.device.tinker import FUNCTIONS, VARIABLES
-from cyan.protocol import DeviceConnection, ProtocolError, crypto, messages
+from cyan.protocol import DeviceConnection, ProtocolError, crypto, messages, payloads
 from cyan.protocol.events import (
     DescribeRequested,
     Event,
@@ -31,8 +31,8 @@ from cyan.protocol.events import (
 )
 
 HELLO = messages.HelloInfo(PHOTON_PLATFORM_ID, 3, PROFILES["1.5.2"].hello_flags, PHOTON_PLATFORM_ID)
-APP_DESCRIBE = messages.encode_description(FUNCTIONS, VARIABLES)
-FULL_DESCRIBE = messages.encode_description(
+APP_DESCRIBE = payloads.encode_description(FUNCTIONS, VARIABLES)
+FULL_DESCRIBE = payloads.encode_description(
     FUNCTIONS, VARIABLES, {"p": PHOTON_PLATFORM_ID, "m": []}
 )
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from cyan.errors import CyanError
+from cyan.files import write_atomically
 from cyan.protocol import crypto, keys
 
 SERVER_KEY_FILE = "server-key.pem"
@@ -80,8 +81,5 @@ def _write_public_halves(data_dir: Path, key: crypto.RsaPrivateKey) -> crypto.Rs
     ):
         target = data_dir / name
         if not target.exists() or target.read_bytes() != data:
-            # Replaced whole, so a concurrent reader never sees half a key.
-            temporary = target.with_name(f".{name}.{os.getpid()}.tmp")
-            temporary.write_bytes(data)
-            os.replace(temporary, target)
+            write_atomically(target, data)
     return key

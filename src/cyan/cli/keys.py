@@ -7,11 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import re
-import shutil
-import subprocess
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -26,7 +21,17 @@ from cyan.datadir import SERVER_KEY_FILE as OWN_KEY_FILE
 from cyan.datadir import load_or_create_server_key
 from cyan.device import KeyStore
 from cyan.device.keystore import DEVICE_KEY_FILE, SERVER_KEY_FILE
+from cyan.dfu import (
+    DCT_ALT,
+    DFU_MODE,
+    PHOTON_DFU,
+    SERVER_KEY_OFFSET,
+    DfuError,
+    find_photon,
+    replace_photon_key,
+)
 from cyan.errors import CyanError
+from cyan.files import unused_name, write_atomically
 from cyan.protocol import crypto, keys
 from cyan.settings import ADMIN_USERNAME, load_settings, sqlite_url
 
@@ -36,17 +41,6 @@ if TYPE_CHECKING:
 keys_app = typer.Typer(help="Device and server keys.", no_args_is_help=True)
 
 PUBLIC_PEM_FILE = "device-key.pub.pem"
-# A Photon in DFU mode, and where its DCT (alt 1) keeps the keys (rest-api.md §8.1).
-PHOTON_DFU = "2b04:d006"
-DCT_ALT = "1"
-DEVICE_KEY_OFFSET = 34
-SERVER_KEY_OFFSET = 2082
-DFU_MODE = "hold SETUP, tap RESET, release SETUP when it blinks yellow"
-DFU_TIMEOUT_S = 60.0
-INSTALL_DFU_UTIL = (
-    "Install it: sudo apt install dfu-util (Debian, Ubuntu), brew install dfu-util (macOS); "
-    "or give --dfu-util PATH. For a virtual device give --keys DIR instead."
-)
 PARTICLE_CLOUD = "not set: device goes to Particle's cloud (device.spark.io)"
 
 
@@ -62,30 +56,6 @@ def server_public_key(path: Path | None, data_dir: Path | None) -> crypto.RsaPub
         # The firmware reads exactly 294 bytes of DER at 2082 (rest-api.md §8.1).
         raise fail(f"{path} is RSA-{crypto.key_bits(public)}; a Photon's server key is RSA-2048")
     return public
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a temporary file beside ``path``, then rename it over: never half a key."""
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(file.fileno(), mode)
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def unused_name(path: Path) -> Path:
-    """``path``, or ``name-1.der``, ``name-2.der``…: a backup never replaces an older one."""
-    candidate, number = path, 0
-    while candidate.exists():
-        number += 1
-        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
-    return candidate
 
 
 @keys_app.command("new")
@@ -297,86 +267,6 @@ def keys_inspect(
         out.print(table)
 
 
-@dataclass(frozen=True, slots=True)
-class Dfu:
-    """dfu-util aimed at one Photon's DCT (alt 1)."""
-
-    tool: str
-    serial: str
-
-    def run(self, *args: str) -> bool:
-        argv = [self.tool, "-d", PHOTON_DFU, "-S", self.serial, "-a", DCT_ALT, *args]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=DFU_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            console.print(f"[red]{' '.join(argv)}:[/] {exc}")
-            return False
-        if done.returncode != 0:
-            console.print(f"[red]{' '.join(argv)} exited {done.returncode}:[/] {done.stderr}")
-        return done.returncode == 0
-
-    def read_key(self, path: Path) -> bool:
-        return self.run("-s", f"{DEVICE_KEY_OFFSET}:{keys.DEVICE_KEY_SLOT_BYTES}", "-U", str(path))
-
-    def write_key(self, path: Path, *, leave: bool = False) -> bool:
-        return self.run("-s", f"{DEVICE_KEY_OFFSET}{':leave' * leave}", "-D", str(path))
-
-
-FOUND_DFU = re.compile(r'Found DFU: \[(?P<usb>[0-9a-fA-F:]+)\].*?serial="(?P<serial>[^"]*)"')
-
-
-def find_photon(dfu_util: str | None, device_id: str) -> Dfu:
-    """dfu-util and the Photon in DFU mode with this id, or a plain error saying what is not."""
-    tool = shutil.which(dfu_util or "dfu-util")
-    if tool is None:
-        missing = f"no dfu-util at {dfu_util}" if dfu_util else "dfu-util is not on PATH"
-        raise fail(f"{missing}; it is needed to write a key to a Photon", INSTALL_DFU_UTIL)
-    try:
-        listed = subprocess.run([tool, "-l"], capture_output=True, text=True, timeout=DFU_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise fail(f"{tool} -l failed: {exc}", INSTALL_DFU_UTIL) from None
-    found = FOUND_DFU.finditer(listed.stdout)
-    serials = {m["serial"] for m in found if m["usb"].lower() == PHOTON_DFU}
-    if not serials:
-        denied = "LIBUSB_ERROR_ACCESS" in listed.stdout + listed.stderr
-        raise fail(
-            f"no Photon in DFU mode found ({DFU_MODE})",
-            "Run as root or add a udev rule for 2b04:d006."
-            if denied
-            else f"Connect it over USB, then check with: {tool} -l",
-        )
-    # A Photon in DFU mode gives its device id as its USB serial number.
-    for serial in serials:
-        if serial.lower() == device_id:
-            return Dfu(tool, serial)
-    raise fail(
-        f"the Photon in DFU mode is {', '.join(sorted(serials))}, not {device_id}",
-        "Put the right device in DFU mode, or unplug the others.",
-    )
-
-
-def replace_photon_key(dfu: Dfu, device_id: str, der: bytes) -> tuple[Path, Path]:
-    """Save the Photon's key slot, write the new key, read it back: (backup, new key file)."""
-    backup = unused_name(Path(f"backup_rsa_{device_id}.der"))  # particle-cli's name for it
-    if not dfu.read_key(backup):
-        raise fail(f"could not read the Photon's current key; nothing was changed ({DFU_MODE})")
-    new_file = unused_name(Path(f"{device_id}_rsa_new.der"))
-    write_atomically(new_file, der, 0o600)
-    check = unused_name(Path(f".{device_id}_rsa_check.der"))
-    try:
-        written = dfu.write_key(new_file) and dfu.read_key(check)
-        written = written and check.read_bytes()[: len(der)] == der
-    finally:
-        check.unlink(missing_ok=True)
-    if not written:
-        raise fail(
-            "writing the new key to the Photon failed; the store was not changed",
-            f"Put the old key back: dfu-util -d {PHOTON_DFU} -a {DCT_ALT} -s "
-            f"{DEVICE_KEY_OFFSET} -D {backup}",
-        )
-    return backup, new_file
-
-
 def replace_directory_key(directory: Path, device_id: str, key: crypto.RsaPrivateKey) -> Path:
     """Put ``key`` in a virtual device's key directory; the old key stays in a backup file."""
     keystore = KeyStore.load(directory)
@@ -441,8 +331,14 @@ def keys_doctor(
 
     new_file = with_store(data_dir, database_url, replace)
     # Restart the Photon only now, so its first handshake finds the new key registered.
-    if dfu is not None and not dfu.write_key(new_file, leave=True):
-        console.print("[yellow]The Photon did not restart by itself:[/] tap its RESET button.")
+    if dfu is not None:
+        try:
+            dfu.write_key(new_file, leave=True)
+        except DfuError as exc:
+            console.print(
+                f"[yellow]The Photon did not restart by itself ({exc.message}):[/] "
+                "tap its RESET button."
+            )
     console.print(
         f"device [bold]{device_id}[/] registered with its new key "
         f"{crypto.fingerprint(key.public_key())[:16]}…; it connects at its next try"

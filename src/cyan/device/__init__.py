@@ -1,8 +1,9 @@
 """The virtual device: a Photon running Tinker, speaking the real protocol over TCP."""
 
 from cyan.device.keystore import KeyStore, KeyStoreError
+from cyan.device.options import DeviceOptions, DeviceStatus, parse_server
 from cyan.device.profiles import DEFAULT_PROFILE, PROFILES, FirmwareProfile
-from cyan.device.runner import DeviceOptions, DeviceStatus, VirtualDevice, parse_server
+from cyan.device.runner import VirtualDevice
 from cyan.device.tinker import Tinker
 
 __all__ = [

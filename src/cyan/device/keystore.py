@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cyan.errors import CyanError
+from cyan.files import write_atomically
 from cyan.protocol import crypto, keys
 
 DEVICE_ID_FILE = "device-id"
@@ -75,11 +76,11 @@ class KeyStore:
         return store
 
     def save(self) -> None:
-        key_path = self.directory / DEVICE_KEY_FILE
-        key_path.write_bytes(crypto.private_key_der(self.device_key))
-        key_path.chmod(0o600)
-        (self.directory / DEVICE_ID_FILE).write_text(self.device_id + "\n")
+        # Each file whole: a running device re-reads the directory after every failure.
+        key = crypto.private_key_der(self.device_key)
+        write_atomically(self.directory / DEVICE_KEY_FILE, key, 0o600)
+        write_atomically(self.directory / DEVICE_ID_FILE, f"{self.device_id}\n".encode())
         image = keys.build_server_key_image(
             self.server.public_key, self.server.address.host, self.server.address.port
         )
-        (self.directory / SERVER_KEY_FILE).write_bytes(image)
+        write_atomically(self.directory / SERVER_KEY_FILE, image)

@@ -128,6 +128,18 @@ async def resolve(host: str, port: int, dns_server: DnsServer | None, timeout_s:
     return found[0]
 
 
+def fallback_address(
+    host: str, pinned: str | None, last_good: str | None
+) -> tuple[str, str] | None:
+    """Where Device OS 0.5.5 went when ``host`` did not resolve, and why: the IP pinned in
+    its server key image, else the last address that worked (None: nowhere to go)."""
+    if pinned is not None and is_ip(pinned) and pinned != host:
+        return pinned, "the address pinned in the server key image"
+    if last_good is not None:
+        return last_good, "the last address that worked"
+    return None
+
+
 def _usable(who: str, host: str, addresses: list[str]) -> list[str]:
     if not addresses:
         raise ProtocolError(

@@ -13,17 +13,16 @@ import logging
 import os
 import random
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import cast
 
 from cyan.device.keystore import KeyStore
-from cyan.device.profiles import DEFAULT_PROFILE, PHOTON_PLATFORM_ID, FirmwareProfile
-from cyan.device.resolver import DnsServer, is_ip, resolve
+from cyan.device.options import ERROR_LEDS, DeviceOptions, DeviceStatus, parse_server
+from cyan.device.profiles import PHOTON_PLATFORM_ID
+from cyan.device.resolver import fallback_address, resolve
 from cyan.device.tinker import FUNCTIONS, VARIABLES, Tinker
 from cyan.diagnose import diagnose_device_side
 from cyan.errors import CyanError
-from cyan.protocol import DeviceConnection, ProtocolError, Stage, crypto, keys, messages
+from cyan.protocol import DeviceConnection, ProtocolError, Stage, crypto, keys, messages, payloads
 from cyan.protocol.events import (
     DescribeRequested,
     Event,
@@ -35,53 +34,8 @@ from cyan.protocol.events import (
     TimeReceived,
     VariableRequested,
 )
-from cyan.protocol.keys import DEFAULT_SERVER_PORT
 
 log = logging.getLogger("cyan.device")
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceOptions:
-    server: str | None = None  # HOST[:PORT]; None means the address in the server key image
-    profile: FirmwareProfile = DEFAULT_PROFILE
-    product_firmware_version: int = 3
-    heartbeat_s: float = 30.0
-    # Device OS timings (protocol.md §5.1).
-    io_timeout_s: float = 20.0
-    hello_timeout_s: float = 4.0
-    idle_ping_s: float = 15.0
-    ping_timeout_s: float = 10.0
-    backoff_initial_s: float = 0.25
-    backoff_max_s: float = 2.0
-    # What a setup app wrote to the device; sent after every handshake until claimed.
-    claim_code: str | None = None
-    # Faults on purpose (issue: diagnosis). Which DNS server the network gave the device.
-    # None: the system's resolver; DnsServer 0.0.0.0: none at all.
-    dns_server: DnsServer | None = None
-    # Device OS 0.5.5: when the name does not resolve, use the key image's IP address,
-    # then the last address that worked.
-    dns_fallback: bool = False
-    # Ignore the server's nonce on the first N connection attempts, as a stalled network.
-    stall_handshakes: int = 0
-
-
-@dataclass
-class DeviceStatus:
-    led: str = "off"
-    stage: str = "off"
-    connected: bool = False
-    signaling: bool = False
-    server_time: int | None = None
-    last_error: ProtocolError | None = None
-    connects: int = 0
-    received_events: deque[messages.EventInfo] = field(default_factory=lambda: deque(maxlen=100))
-
-
-def parse_server(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or (host.endswith(":") and not host.startswith("[")):
-        return text.strip("[]"), DEFAULT_SERVER_PORT
-    return host.strip("[]"), int(port)
 
 
 class _Link(asyncio.Protocol):
@@ -129,9 +83,14 @@ class VirtualDevice:
     def device_id(self) -> str:
         return self.keys.device_id
 
+    @property
+    def short_id(self) -> str:
+        """What the log shows: enough of the id to tell a fleet's devices apart."""
+        return self.device_id[:8]
+
     def _stage(self, stage: str, led: str, detail: str) -> None:
         self.status.stage, self.status.led = stage, led
-        log.info("[%s] %s: %s", self.device_id[:8], stage, detail)
+        log.info("[%s] %s: %s", self.short_id, stage, detail)
 
     # -- the connect loop -----------------------------------------------------------------
 
@@ -146,7 +105,7 @@ class VirtualDevice:
                 self.status.last_error = error
                 log.warning(
                     "[%s] failed at stage %s: %s",
-                    self.device_id[:8],
+                    self.short_id,
                     error.stage.value,
                     diagnose_device_side(error).sentence(),
                 )
@@ -177,10 +136,10 @@ class VirtualDevice:
         try:
             fresh = KeyStore.load(self.keys.directory)
         except CyanError as exc:
-            log.debug("[%s] keeping the keys in memory: %s", self.device_id[:8], exc)
+            log.debug("[%s] keeping the keys in memory: %s", self.short_id, exc)
             return
         if _identity(fresh) != _identity(self.keys):
-            log.info("[%s] key directory changed; using the new keys", self.device_id[:8])
+            log.info("[%s] key directory changed; using the new keys", self.short_id)
         self.keys = fresh
 
     def server_address(self) -> tuple[str, int]:
@@ -240,7 +199,7 @@ class VirtualDevice:
             return await self._stay_connected()
         except ProtocolError as error:
             self._disconnect()
-            self.status.led = _ERROR_LEDS.get(error.stage, "blinking red")
+            self.status.led = ERROR_LEDS.get(error.stage, "blinking red")
             return error
         finally:
             self.status.connected = False
@@ -249,26 +208,12 @@ class VirtualDevice:
         try:
             return await resolve(host, port, self.options.dns_server, self.options.io_timeout_s)
         except ProtocolError as error:
-            fallback = self._fallback_address(host) if self.options.dns_fallback else None
-            if fallback is None:
+            pinned, last_good = self.keys.server.address.host, self._last_good_address
+            fallback = fallback_address(host, pinned, last_good)
+            if not self.options.dns_fallback or fallback is None:
                 raise
-            address, source = fallback
-            log.warning(
-                "[%s] %s; falling back to %s (%s)",
-                self.device_id[:8],
-                error.reason,
-                address,
-                source,
-            )
-            return address
-
-    def _fallback_address(self, host: str) -> tuple[str, str] | None:
-        pinned = self.keys.server.address.host
-        if pinned is not None and is_ip(pinned) and pinned != host:
-            return pinned, "the address pinned in the server key image"
-        if self._last_good_address is not None:
-            return self._last_good_address, "the last address that worked"
-        return None
+            log.warning("[%s] %s; falling back to %s (%s)", self.short_id, error.reason, *fallback)
+            return fallback[0]
 
     async def _wait_hello(self) -> None:
         assert self._closed is not None
@@ -418,7 +363,7 @@ class VirtualDevice:
         elif isinstance(event, SignalRequested):
             self.status.signaling = event.on
             self.status.led = "rainbow" if event.on else "breathing cyan"
-            log.info("[%s] signal %s", self.device_id[:8], "on: LED rainbow" if event.on else "off")
+            log.info("[%s] signal %s", self.short_id, "on: LED rainbow" if event.on else "off")
         elif isinstance(event, EventDelivered):
             self.status.received_events.append(event.event)
         elif isinstance(event, TimeReceived):
@@ -430,7 +375,7 @@ class VirtualDevice:
         system = (
             {"p": PHOTON_PLATFORM_ID, "m": []} if flags & messages.DescribeFlags.SYSTEM else None
         )
-        return messages.encode_description(
+        return payloads.encode_description(
             FUNCTIONS if app else None, VARIABLES if app else None, system
         )
 
@@ -450,11 +395,3 @@ def _identity(store: KeyStore) -> tuple[str, bytes, keys.ServerAddress, str]:
         store.server.address,
         crypto.fingerprint(store.server.public_key),
     )
-
-
-_ERROR_LEDS = {
-    Stage.DNS: "blinking cyan, 3 orange blinks (cloud unreachable)",
-    Stage.TCP: "blinking cyan, 3 orange blinks (cloud unreachable)",
-    Stage.HANDSHAKE_DECRYPT: "fast blinking cyan, 1 orange blink (decryption error)",
-    Stage.SERVER_KEY: "fast blinking cyan, 1 magenta blink (authentication error)",
-}

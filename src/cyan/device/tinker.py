@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
-from cyan.protocol import messages
+from cyan.protocol import payloads
 
 PINS = [f"D{i}" for i in range(8)] + [f"A{i}" for i in range(8)]
 ANALOG_MAX = 4095  # Photon ADC is 12-bit
@@ -17,9 +17,9 @@ PWM_MAX = 255
 
 FUNCTIONS = ["digitalwrite", "digitalread", "analogwrite", "analogread"]
 VARIABLES = {
-    "uptime": messages.VARIABLE_INT,
-    "temperature": messages.VARIABLE_DOUBLE,
-    "build": messages.VARIABLE_STRING,
+    "uptime": payloads.VARIABLE_INT,
+    "temperature": payloads.VARIABLE_DOUBLE,
+    "build": payloads.VARIABLE_STRING,
 }
 
 
@@ -42,7 +42,7 @@ class Tinker:
         return int(self._clock() - self._booted_at)
 
     def describe(self) -> bytes:
-        return messages.encode_description(FUNCTIONS, VARIABLES)
+        return payloads.encode_description(FUNCTIONS, VARIABLES)
 
     def call(self, name: str, argument: str) -> int | None:
         """The function's return value, or None when the firmware has no such function."""
@@ -56,12 +56,12 @@ class Tinker:
 
     def variable(self, name: str) -> bytes | None:
         if name == "uptime":
-            return messages.encode_variable(messages.VARIABLE_INT, self.uptime_s)
+            return payloads.encode_variable(payloads.VARIABLE_INT, self.uptime_s)
         if name == "temperature":
             value = 21.5 + self._rng.uniform(-0.5, 0.5)
-            return messages.encode_variable(messages.VARIABLE_DOUBLE, round(value, 2))
+            return payloads.encode_variable(payloads.VARIABLE_DOUBLE, round(value, 2))
         if name == "build":
-            return messages.encode_variable(messages.VARIABLE_STRING, self.build)
+            return payloads.encode_variable(payloads.VARIABLE_STRING, self.build)
         return None
 
     def _digital_write(self, argument: str) -> int:

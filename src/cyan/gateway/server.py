@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from cyan.cloud.router import Router
 from cyan.cloud.types import CloudEvent
 from cyan.gateway.session import DeviceSession
-from cyan.protocol import ProtocolError, Stage, crypto, messages
+from cyan.protocol import ProtocolError, Stage, crypto, payloads
 from cyan.settings import GatewaySettings
 from cyan.store import ConnectionFailure, PresenceUpdate, Registration, SessionUpdate, Store
 
@@ -173,7 +173,7 @@ class Gateway:
             product_firmware_version=live.product_firmware_version,
         )
 
-    def device_described(self, session: DeviceSession, description: messages.Description) -> None:
+    def device_described(self, session: DeviceSession, description: payloads.Description) -> None:
         live = session.live
         system_version = None
         if description.system:

@@ -23,7 +23,7 @@ from cyan.cloud.errors import (
 )
 from cyan.cloud.types import VARIABLE_TYPE_NAMES, CloudEvent, LiveDevice, VariableValue
 from cyan.diagnose import diagnose
-from cyan.protocol import NoTokenFree, ProtocolError, ServerConnection, Stage, messages
+from cyan.protocol import NoTokenFree, ProtocolError, ServerConnection, Stage, messages, payloads
 from cyan.protocol.coap import CoapCode, format_code
 from cyan.protocol.events import (
     DescribeReceived,
@@ -230,7 +230,7 @@ class DeviceSession(asyncio.Protocol):
         # Ask for the application describe at once; Device OS 2.x also posts it unasked.
         self.connection.request_describe(messages.DescribeFlags.APPLICATION)
 
-    def _described(self, description: messages.Description) -> None:
+    def _described(self, description: payloads.Description) -> None:
         if self._live is None:
             return
         live = self._live
@@ -302,19 +302,19 @@ class DeviceSession(asyncio.Protocol):
         if reply.code != CoapCode.CHANGED:
             raise CloudError(f"The device refused the call ({format_code(reply.code)})")
         try:
-            return messages.decode_function_result(reply.payload)
+            return payloads.decode_function_result(reply.payload)
         except ProtocolError as exc:
             raise CloudError(f"The device answered the call with {exc.reason}") from exc
 
     async def get_variable(self, name: str, timeout_s: float) -> VariableValue:
-        type_code = _TYPE_CODES.get(self.live.variables.get(name, ""), messages.VARIABLE_STRING)
+        type_code = _TYPE_CODES.get(self.live.variables.get(name, ""), payloads.VARIABLE_STRING)
         reply = await self._request(self.connection.request_variable, timeout_s, name)
         if reply.code == CoapCode.NOT_FOUND:
             raise VariableNotFound("Variable not found")
         if reply.code != CoapCode.CONTENT:
             raise CloudError(f"The device refused the variable read ({format_code(reply.code)})")
         try:
-            return messages.decode_variable(type_code, reply.payload)
+            return payloads.decode_variable(type_code, reply.payload)
         except ProtocolError as exc:
             raise CloudError(f"The device answered with {exc.reason}") from exc
 

@@ -8,7 +8,7 @@ piggy-backs the answer on the ACK (§4.5, §4.7, §7).
 
 from __future__ import annotations
 
-from cyan.protocol import crypto, messages
+from cyan.protocol import crypto, messages, payloads
 from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
 from cyan.protocol.connection import DEFAULT_MAX_FRAME_BYTES, Clock, Connection
 from cyan.protocol.errors import ProtocolError, Stage
@@ -113,7 +113,7 @@ class DeviceConnection(Connection):
                 self._next_id(),
                 CoapCode.CHANGED,
                 bytes([token]),
-                messages.encode_function_result(value),
+                payloads.encode_function_result(value),
             )
         )
 

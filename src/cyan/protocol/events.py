@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-from cyan.protocol.messages import Description, EventInfo, HelloInfo, SubscriptionInfo
+from cyan.protocol.messages import EventInfo, HelloInfo, SubscriptionInfo
+from cyan.protocol.payloads import Description
 
 
 class RequestKind(Enum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cyan.protocol import crypto, messages
+from cyan.protocol import crypto, messages, payloads
 from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
 from cyan.protocol.connection import DEFAULT_MAX_FRAME_BYTES, Clock, Connection
 from cyan.protocol.errors import ProtocolError, Stage
@@ -182,10 +182,10 @@ class ServerConnection(Connection):
 
     def _on_describe_post(self, message: CoapMessage) -> None:
         self._ack_if_confirmable(message)
-        self._emit(DescribeReceived(messages.decode_description(message.payload)))
+        self._emit(DescribeReceived(payloads.decode_description(message.payload)))
 
     def _on_time(self, message: CoapMessage) -> None:
-        payload = messages.encode_time(int(self._clock()))
+        payload = payloads.encode_time(int(self._clock()))
         self.send(messages.coded_ack(message.message_id, CoapCode.CONTENT, message.token, payload))
 
     def _on_goodbye(self, message: CoapMessage) -> None:
@@ -204,7 +204,7 @@ class ServerConnection(Connection):
             return  # a late answer to a request whose caller already gave up
         self._emit(ResponseReceived(kind, token, message.code, message.payload))
         if kind is RequestKind.DESCRIBE and message.code == CoapCode.CONTENT and message.payload:
-            self._emit(DescribeReceived(messages.decode_description(message.payload)))
+            self._emit(DescribeReceived(payloads.decode_description(message.payload)))
 
     def _ignore(self, message: CoapMessage) -> None:
         pass
