@@ -97,6 +97,32 @@ async def test_a_device_with_a_known_address_is_tied_only_to_failures_from_there
         assert "10.0.0.5 (this device's last address)" in body["verdict"]["summary"]
 
 
+async def test_a_connection_that_dropped_after_it_was_up_is_no_failed_attempt(
+    client: httpx.AsyncClient, alice: Caller, store: Store
+) -> None:
+    connected_at = now() - timedelta(minutes=5)
+    await store.record_sessions([SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=connected_at)])
+    await store.record_failures(
+        [ConnectionFailure(now(), "10.0.0.5", DEVICE_A, "keepalive-timeout", "no answer to ping")]
+    )
+    reply = await client.get(f"/cyan/v1/devices/{DEVICE_A}/failures", headers=alice.headers)
+    verdict = reply.json()["verdict"]
+    assert verdict["state"] == "dropped"
+    assert verdict["summary"] == "offline: its connection dropped after it was up"
+    assert verdict["stage"] == "keepalive-timeout"
+
+
+async def test_a_device_that_left_cleanly_says_when_it_was_last_connected(
+    client: httpx.AsyncClient, alice: Caller, store: Store
+) -> None:
+    connected_at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    await store.record_sessions([SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=connected_at)])
+    reply = await client.get(f"/cyan/v1/devices/{DEVICE_A}/failures", headers=alice.headers)
+    verdict = reply.json()["verdict"]
+    assert verdict["state"] == "silent"
+    assert "it last connected at 2026-03-04T05:06:07.000Z" in verdict["summary"]
+
+
 async def test_another_users_device_history_is_not_found(
     client: httpx.AsyncClient, alice: Caller, bob: Caller
 ) -> None:

@@ -153,4 +153,4 @@ async def test_without_fallback_a_dns_failure_is_logged_with_its_cause_and_fix(
         lines = [r.getMessage() for r in caplog.records if "failed at stage dns" in r.getMessage()]
         assert lines
         assert "Fix: " in lines[0]
-        assert "--host IP" in lines[0]
+        assert "cyan keys server --host THIS-SERVER-IP" in lines[0]

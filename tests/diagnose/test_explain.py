@@ -1,8 +1,8 @@
 """`explain()`: every rule's examples, the seed thread's logs, rule collisions and ranking.
 
-The seed thread (shared/seed/photon-wont-connect-thread.txt, outside this repository) holds
-real clouddebug logs from a Photon whose DHCP server handed out DNS 0.0.0.0. The logs are
-cut out of it at test time; the thread itself is never copied in here.
+The seed thread's two clouddebug logs (a Photon whose DHCP server handed out DNS 0.0.0.0)
+are kept as the device printed them in tests/diagnose/seed_logs/: the serial output only,
+none of the thread's posts, so that this repository's tests stand alone.
 """
 
 from __future__ import annotations
@@ -14,38 +14,15 @@ import pytest
 
 from cyan.diagnose.explain import Finding, explain, load_rules, parse_rules
 
-# Tests run from the repository root, /work/main; the seed lives beside it in /work/shared.
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SEED_THREAD = REPO_ROOT.parent / "shared" / "seed" / "photon-wont-connect-thread.txt"
+SEED_LOGS_DIR = Path(__file__).resolve().parent / "seed_logs"
 DHCP_CAUSE = "DHCP handed out no usable DNS server"
-# Where each serial log starts in the thread: (post number, its first line).
-SEED_LOGS = {
-    "post-5": (5, "Opening serial monitor"),
-    "post-10": (10, "connected to WiFi!"),
-    "post-17": (17, "Opening serial monitor"),
-}
-
-
-def seed_thread() -> str:
-    if not SEED_THREAD.is_file():
-        # Fail, never skip: without the seed the DHCP answer goes unchecked.
-        pytest.fail(f"seed thread missing: {SEED_THREAD}", pytrace=False)
-    return SEED_THREAD.read_text(encoding="utf-8")
+# Post 5: the first clouddebug run; post 10: with the network settings it was handed.
+SEED_LOGS = ("post-5", "post-10")
 
 
 def seed_log(name: str) -> str:
-    """One serial log from the thread: from its first line to the next blank line."""
-    post_number, first_line = SEED_LOGS[name]
-    posts = re.split(r"^#(\d+)\n", seed_thread(), flags=re.MULTILINE)
-    # re.split with a group gives [preamble, number, body, number, body, …].
-    bodies = dict(zip(posts[1::2], posts[2::2], strict=True))
-    lines = bodies[str(post_number)].splitlines()
-    start = next(index for index, line in enumerate(lines) if line.startswith(first_line))
-    end = next(
-        (index for index in range(start, len(lines)) if not lines[index].strip()), len(lines)
-    )
-    log = "\n".join(lines[start:end])
-    # A reworded seed must fail here, not quietly feed explain() something else.
+    log = (SEED_LOGS_DIR / f"{name}.log").read_text(encoding="utf-8")
+    # An edited fixture must fail here, not quietly feed explain() something else.
     assert log.count("\n") >= 5, log
     assert "failed to get device.spark.io from DNS" in log, log
     return log
@@ -120,14 +97,15 @@ def test_seed_log_with_dns_server_line_shows_it_as_evidence() -> None:
     assert "device.spark.io=0.0.0.0" in [line.text for line in finding.evidence]
 
 
-def test_the_whole_thread_points_at_dhcp_dns() -> None:
-    thread = seed_thread()
-    finding = top(thread)
+def test_both_logs_pasted_with_chatter_point_at_dhcp_dns() -> None:
+    before, after = "here is what I get:", "and after adding the network info:"
+    pasted = "\n".join([before, seed_log("post-5"), after, seed_log("post-10")])
+    finding = top(pasted)
     assert DHCP_CAUSE in finding.cause
-    # Evidence from both of the thread's logs, numbered as lines of the whole thread.
+    # Evidence from both logs, numbered as lines of the whole paste.
     numbers = [line.line_number for line in finding.evidence]
-    assert max(numbers) - min(numbers) > 40
-    lines = thread.splitlines()
+    assert min(numbers) < 9 < max(numbers)
+    lines = pasted.splitlines()
     assert all(lines[line.line_number - 1].strip() == line.text for line in finding.evidence)
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.diagnose.test_explain import DHCP_CAUSE, SEED_THREAD, seed_log, seed_thread
+from tests.diagnose.test_explain import DHCP_CAUSE, seed_log
 
 CYAN = str(Path(sys.executable).parent / "cyan")
 ENV = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
@@ -54,9 +54,10 @@ def test_stdin_and_dash_read_the_same_text() -> None:
     assert DHCP_CAUSE in without_argument.stdout.splitlines()[2]
 
 
-def test_the_whole_thread_answers_dhcp_first() -> None:
-    seed_thread()  # fails with a clear message if the seed is gone
-    result = cyan_explain(str(SEED_THREAD))
+def test_both_seed_logs_in_one_file_answer_dhcp_first(tmp_path: Path) -> None:
+    pasted = tmp_path / "both.log"
+    pasted.write_text(seed_log("post-5") + seed_log("post-10"))
+    result = cyan_explain(str(pasted))
     assert result.returncode == 0, result.stderr
     numbered = [line for line in result.stdout.splitlines() if re.match(r"\d+\. ", line)]
     assert len(numbered) > 1

@@ -23,7 +23,7 @@ def test_the_seed_threads_cause_points_at_dns() -> None:
     # The Photon in shared/seed blinked cyan because DHCP handed out DNS 0.0.0.0.
     diagnosis = diagnose(ProtocolError(Stage.DNS, "device.spark.io did not resolve"))
     assert "DNS 0.0.0.0" in diagnosis.cause
-    assert "--host IP" in diagnosis.fix
+    assert "cyan keys server --host THIS-SERVER-IP" in diagnosis.fix
 
 
 def test_wrong_server_key_says_to_send_this_servers_key() -> None:

@@ -8,6 +8,7 @@ is run and the device, still running, reaches breathing cyan by itself.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -114,3 +115,26 @@ def test_bad_fault_switches_are_refused_plainly(
     run = cyan("device", "run", "--keys", str(tmp_path / "k"), *args, data_dir=data, check=False)
     assert run.returncode != 0
     assert message in run.stderr
+
+
+def test_a_stopped_device_says_goodbye_and_leaves_no_failure(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    serve = ["serve", "--host", LOOPBACK, "--device-port", str(port), "--api-port", "0"]
+    processes.append(start(serve, data, tmp_path / "serve.log"))
+    wait_for_line(tmp_path / "serve.log", "Cyan is running")
+    keys_dir, log = tmp_path / "lab", tmp_path / "lab.log"
+    device_id = new_registered_device(keys_dir, "lab", data, "--server-port", str(port))
+    device = start(["device", "run", "--keys", str(keys_dir)], data, log)
+    processes.append(device)
+    wait_for_line(log, "cloud: connected")
+
+    device.send_signal(signal.SIGTERM)  # as `kill`, or a service manager stopping it
+    assert device.wait(BOUND_S) == 0
+    wait_for_line(tmp_path / "serve.log", f"device {device_id} said goodbye")
+    time.sleep(1.0)  # the gateway writes presence and failures in its 0.5 s sweep
+    verdict = why(device_id, data)
+    assert verdict["state"] == "silent"
+    assert "it last connected at" in str(verdict["summary"])

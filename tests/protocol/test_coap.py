@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from cyan.protocol import messages
+from cyan.protocol import messages, payloads
 from cyan.protocol.coap import (
     CoapCode,
     CoapMessage,
@@ -346,23 +346,23 @@ def test_time_request() -> None:
 
 def test_time_reply() -> None:
     # §4.10: 61 45 id tok ff t3 t2 t1 t0, big-endian Unix seconds.
-    payload = messages.encode_time(1_700_000_000)
+    payload = payloads.encode_time(1_700_000_000)
     wire = h("61 45") + MID_BYTES + TOKEN + h("ff 65 53 f1 00")
 
     check_both_ways(messages.coded_ack(MID, CoapCode.CONTENT, TOKEN, payload), wire)
 
 
 def test_encode_time_wraps_to_32_bits() -> None:
-    assert messages.encode_time(2**32 + 5) == h("00 00 00 05")
+    assert payloads.encode_time(2**32 + 5) == h("00 00 00 05")
 
 
 def test_function_return() -> None:
     # §4.6: 51 44 id tok ff r3 r2 r1 r0, signed int32 big-endian.
-    payload = messages.encode_function_result(-2)
+    payload = payloads.encode_function_result(-2)
     wire = h("51 44") + MID_BYTES + TOKEN + h("ff ff ff ff fe")
 
     check_both_ways(messages.separate_response(MID, CoapCode.CHANGED, TOKEN, payload), wire)
-    assert messages.decode_function_result(payload) == -2
+    assert payloads.decode_function_result(payload) == -2
 
 
 @pytest.mark.parametrize(
@@ -376,14 +376,14 @@ def test_function_return() -> None:
     ],
 )
 def test_function_result_values(value: int, wire: bytes) -> None:
-    assert messages.encode_function_result(value) == wire
-    assert messages.decode_function_result(wire) == value
+    assert payloads.encode_function_result(value) == wire
+    assert payloads.decode_function_result(wire) == value
 
 
 @pytest.mark.parametrize("payload", [b"", b"\x00", b"\x00" * 3, b"\x00" * 5])
 def test_function_result_of_the_wrong_size_is_a_session_error(payload: bytes) -> None:
     with pytest.raises(ProtocolError) as caught:
-        messages.decode_function_result(payload)
+        payloads.decode_function_result(payload)
 
     assert caught.value.stage is Stage.SESSION
 
@@ -510,56 +510,56 @@ def test_hello_payload_too_short_is_a_hello_error(payload: bytes) -> None:
 @pytest.mark.parametrize(
     ("type_code", "value", "wire"),
     [
-        (messages.VARIABLE_BOOL, True, h("01")),
-        (messages.VARIABLE_BOOL, False, h("00")),
-        (messages.VARIABLE_INT, 42, h("0000002a")),
-        (messages.VARIABLE_INT, -42, h("ffffffd6")),
-        (messages.VARIABLE_DOUBLE, 1.5, h("000000000000f83f")),  # little-endian (§4.7)
-        (messages.VARIABLE_DOUBLE, -0.1, h("9a9999999999b9bf")),
-        (messages.VARIABLE_STRING, "héllo", "héllo".encode()),
-        (messages.VARIABLE_STRING, "", b""),
+        (payloads.VARIABLE_BOOL, True, h("01")),
+        (payloads.VARIABLE_BOOL, False, h("00")),
+        (payloads.VARIABLE_INT, 42, h("0000002a")),
+        (payloads.VARIABLE_INT, -42, h("ffffffd6")),
+        (payloads.VARIABLE_DOUBLE, 1.5, h("000000000000f83f")),  # little-endian (§4.7)
+        (payloads.VARIABLE_DOUBLE, -0.1, h("9a9999999999b9bf")),
+        (payloads.VARIABLE_STRING, "héllo", "héllo".encode()),
+        (payloads.VARIABLE_STRING, "", b""),
     ],
 )
 def test_variable_values_both_ways(type_code: int, value: Any, wire: bytes) -> None:
-    assert messages.encode_variable(type_code, value) == wire
-    assert messages.decode_variable(type_code, wire) == value
+    assert payloads.encode_variable(type_code, value) == wire
+    assert payloads.decode_variable(type_code, wire) == value
 
 
 @pytest.mark.parametrize(
     ("type_code", "payload"),
     [
-        (messages.VARIABLE_INT, b"\x00\x01"),
-        (messages.VARIABLE_INT, b"\x00" * 8),
-        (messages.VARIABLE_DOUBLE, b"\x00" * 4),
+        (payloads.VARIABLE_INT, b"\x00\x01"),
+        (payloads.VARIABLE_INT, b"\x00" * 8),
+        (payloads.VARIABLE_DOUBLE, b"\x00" * 4),
     ],
 )
 def test_variable_of_the_wrong_size_is_a_session_error(type_code: int, payload: bytes) -> None:
     with pytest.raises(ProtocolError) as caught:
-        messages.decode_variable(type_code, payload)
+        payloads.decode_variable(type_code, payload)
 
     assert caught.value.stage is Stage.SESSION
 
 
 def test_empty_bool_variable_is_a_session_error() -> None:
     with pytest.raises(ProtocolError):
-        messages.decode_variable(messages.VARIABLE_BOOL, b"")
+        payloads.decode_variable(payloads.VARIABLE_BOOL, b"")
 
 
 def test_encode_description_is_the_firmware_form_without_spaces() -> None:
     # §4.5: {"f":["fn1","fn2"],"v":{"var1":2,"var2":9}}
-    body = messages.encode_description(["fn1", "fn2"], {"var1": 2, "var2": 9})
+    body = payloads.encode_description(["fn1", "fn2"], {"var1": 2, "var2": 9})
 
     assert body == b'{"f":["fn1","fn2"],"v":{"var1":2,"var2":9}}'
 
 
 def test_decode_description_application_and_system_parts() -> None:
-    application = messages.decode_description(b'{"f":["fn1","fn2"],"v":{"var1":2,"var2":9}}')
-    system = messages.decode_description(b'{"p":3,"m":[]}')  # §7: 2.3.1's system describe
-    both = messages.decode_description(b'{"f":[],"v":{"a":1,"b":"bad"},"p":6}')
+    application = payloads.decode_description(b'{"f":["fn1","fn2"],"v":{"var1":2,"var2":9}}')
+    system = payloads.decode_description(b'{"p":3,"m":[]}')  # §7: 2.3.1's system describe
+    both = payloads.decode_description(b'{"f":[],"v":{"a":1,"b":"bad"},"p":6}')
 
-    assert application == messages.Description(("fn1", "fn2"), {"var1": 2, "var2": 9}, None)
-    assert system == messages.Description(None, None, {"p": 3, "m": []})
-    assert both == messages.Description((), {"a": 1}, {"p": 6})
+    assert application == payloads.Description(("fn1", "fn2"), {"var1": 2, "var2": 9}, None)
+    assert system == payloads.Description(None, None, {"p": 3, "m": []})
+    assert both == payloads.Description((), {"a": 1}, {"p": 6})
 
 
 @pytest.mark.parametrize(
@@ -567,14 +567,14 @@ def test_decode_description_application_and_system_parts() -> None:
 )
 def test_decode_description_rejects_malformed_bodies(payload: bytes) -> None:
     with pytest.raises(ProtocolError) as caught:
-        messages.decode_description(payload)
+        payloads.decode_description(payload)
 
     assert caught.value.stage is Stage.SESSION
 
 
 def test_decode_description_of_deeply_nested_json_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
-        messages.decode_description(b"[" * 5000)
+        payloads.decode_description(b"[" * 5000)
 
 
 # -- hypothesis: round trips and robustness --------------------------------------------------
@@ -669,7 +669,7 @@ _json = st.recursive(
 @settings(max_examples=300)
 @given(st.one_of(st.binary(max_size=80), _json.map(lambda v: json.dumps(v).encode())))
 def test_decode_description_raises_only_protocol_error(payload: bytes) -> None:
-    description = outcome(messages.decode_description, payload)
+    description = outcome(payloads.decode_description, payload)
 
     if isinstance(description, ProtocolError):
         assert description.stage is Stage.SESSION
@@ -695,7 +695,7 @@ def test_decode_hello_payload_raises_only_protocol_error(payload: bytes) -> None
 @settings(max_examples=300)
 @given(st.integers(-1, 20), st.binary(max_size=16))
 def test_decode_variable_raises_only_protocol_error(type_code: int, payload: bytes) -> None:
-    value = outcome(messages.decode_variable, type_code, payload)
+    value = outcome(payloads.decode_variable, type_code, payload)
 
     assert not isinstance(value, ProtocolError) or value.stage is Stage.SESSION
 
@@ -704,21 +704,21 @@ def test_decode_variable_raises_only_protocol_error(type_code: int, payload: byt
 @given(
     st.sampled_from(
         [
-            messages.VARIABLE_BOOL,
-            messages.VARIABLE_INT,
-            messages.VARIABLE_DOUBLE,
-            messages.VARIABLE_STRING,
+            payloads.VARIABLE_BOOL,
+            payloads.VARIABLE_INT,
+            payloads.VARIABLE_DOUBLE,
+            payloads.VARIABLE_STRING,
         ]
     ),
     st.data(),
 )
 def test_variable_values_round_trip(type_code: int, data: st.DataObject) -> None:
     strategy: st.SearchStrategy[Any] = {
-        messages.VARIABLE_BOOL: st.booleans(),
-        messages.VARIABLE_INT: st.integers(-(2**31), 2**31 - 1),
-        messages.VARIABLE_DOUBLE: st.floats(allow_nan=False),
-        messages.VARIABLE_STRING: st.text(max_size=20),
+        payloads.VARIABLE_BOOL: st.booleans(),
+        payloads.VARIABLE_INT: st.integers(-(2**31), 2**31 - 1),
+        payloads.VARIABLE_DOUBLE: st.floats(allow_nan=False),
+        payloads.VARIABLE_STRING: st.text(max_size=20),
     }[type_code]
     value = data.draw(strategy)
 
-    assert messages.decode_variable(type_code, messages.encode_variable(type_code, value)) == value
+    assert payloads.decode_variable(type_code, payloads.encode_variable(type_code, value)) == value

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cyan.protocol import NoTokenFree, messages
+from cyan.protocol import NoTokenFree, messages, payloads
 from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
 from cyan.protocol.errors import ProtocolError, Stage
 from cyan.protocol.events import (
@@ -33,7 +33,8 @@ from cyan.protocol.events import (
     TimeReceived,
     VariableRequested,
 )
-from cyan.protocol.messages import Description, EventInfo, SubscriptionInfo
+from cyan.protocol.messages import EventInfo, SubscriptionInfo
+from cyan.protocol.payloads import Description
 from tests.protocol.pair import (
     DEVICE_ID,
     FIXED_CLOCK,
@@ -146,7 +147,7 @@ def test_device_initiated_describe_post_is_acked(chunk: int | None) -> None:
     pair.pump(chunk)
 
     assert of_type(pair.take_server_events(), DescribeReceived) == [
-        DescribeReceived(messages.decode_description(BODY))
+        DescribeReceived(payloads.decode_description(BODY))
     ]
     wire = read_wire(pair)
     (post,) = sent_after(wire.device_sent, before)
@@ -173,7 +174,7 @@ def test_function_call_with_result(chunk: int | None, value: int) -> None:
         RequestKind.FUNCTION, token, CoapCode.CHANGED, value.to_bytes(4, "big", signed=True)
     )
     assert isinstance(response, ResponseReceived)
-    assert messages.decode_function_result(response.payload) == value
+    assert payloads.decode_function_result(response.payload) == value
     wire = read_wire(pair)
     request = request_on_wire(wire, token)
     assert acks_of(wire.device_sent, request.message_id) == [messages.empty_ack(request.message_id)]
@@ -268,11 +269,11 @@ def test_answered_tokens_are_free_again() -> None:
 # -- variables -------------------------------------------------------------------------------
 
 VARIABLES = [
-    (messages.VARIABLE_BOOL, True, b"\x01"),
-    (messages.VARIABLE_BOOL, False, b"\x00"),
-    (messages.VARIABLE_INT, -123456, (-123456).to_bytes(4, "big", signed=True)),
-    (messages.VARIABLE_DOUBLE, 21.5, bytes.fromhex("0000000000803540")),  # LE 21.5
-    (messages.VARIABLE_STRING, "hello, cloud", b"hello, cloud"),
+    (payloads.VARIABLE_BOOL, True, b"\x01"),
+    (payloads.VARIABLE_BOOL, False, b"\x00"),
+    (payloads.VARIABLE_INT, -123456, (-123456).to_bytes(4, "big", signed=True)),
+    (payloads.VARIABLE_DOUBLE, 21.5, bytes.fromhex("0000000000803540")),  # LE 21.5
+    (payloads.VARIABLE_STRING, "hello, cloud", b"hello, cloud"),
 ]
 
 
@@ -283,7 +284,7 @@ def test_variable_of_each_type(
     chunk: int | None,
     separate: bool,
     type_code: int,
-    value: messages.VariableValue,
+    value: payloads.VariableValue,
     payload: bytes,
 ) -> None:
     pair = connected(chunk, separate_responses=separate)
@@ -293,13 +294,13 @@ def test_variable_of_each_type(
     (request,) = pair.take_device_events()
     assert isinstance(request, VariableRequested)
     assert (request.token, request.name) == (token, "temperature_c")
-    pair.device.reply_variable(request, messages.encode_variable(type_code, value))
+    pair.device.reply_variable(request, payloads.encode_variable(type_code, value))
     pair.pump(chunk)
 
     assert pair.take_server_events() == [
         ResponseReceived(RequestKind.VARIABLE, token, CoapCode.CONTENT, payload)
     ]
-    assert messages.decode_variable(type_code, payload) == value
+    assert payloads.decode_variable(type_code, payload) == value
     wire = read_wire(pair)
     (answer,) = [m for m in wire.device_sent if m.code == CoapCode.CONTENT]
     # device-os 2.x: empty ACK + NON 2.05; Core/0.x: the value piggy-backed on the ACK (§4.7).

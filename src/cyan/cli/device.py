@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -96,7 +97,21 @@ def device_run(
     )
     console.print(f"virtual device [bold]{keystore.device_id}[/] (Device OS {firmware})")
     _use_uvloop()
-    try:
-        asyncio.run(device.run())
-    except KeyboardInterrupt:
-        console.print("stopped")
+    asyncio.run(_run_until_stopped(device))
+    console.print("stopped")
+
+
+async def _run_until_stopped(device: VirtualDevice) -> None:
+    """Run until Ctrl-C or SIGTERM, then leave as Device OS 2.x does: with a goodbye, so the
+    server records a device that left, not a connection that broke."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    running = asyncio.create_task(device.run())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    await device.stop()  # the goodbye is written before the socket closes
+    running.cancel()  # it may be sleeping before its next attempt
+    stopping.cancel()
+    await asyncio.gather(running, stopping, return_exceptions=True)

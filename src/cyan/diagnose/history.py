@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 # device's own attempts, when nothing else explains why it is offline.
 UNNAMED_WINDOW = timedelta(minutes=10)
 
+# A connection that got through the handshake and ended later: the device was reached and
+# trusted, then went away (reset, power, Wi-Fi). Not a failed attempt.
+DROPPED_STAGES = frozenset({Stage.SESSION, Stage.KEEPALIVE_TIMEOUT})
+
 NOTHING_REACHED_US = (
     "no connection attempt from this device has reached this server: it fails before TCP "
     "(Wi-Fi, DHCP, DNS, routing or a closed port)",
@@ -39,7 +43,7 @@ class FailureReport:
 class Verdict:
     """The one answer: why the device is not connected (or that it is)."""
 
-    state: str  # "online", "failing", "unnamed-failures", "silent"
+    state: str  # "online", "failing", "dropped", "unnamed-failures", "silent"
     summary: str
     stage: str | None
     cause: str | None
@@ -107,6 +111,8 @@ def _verdict(
     if online and (newest is None or handshake is None or newest.failure.at <= handshake):
         return Verdict("online", "connected (breathing cyan)", None, None, None, None)
     if newest is not None and (handshake is None or newest.failure.at >= handshake):
+        if newest.diagnosis.stage in DROPPED_STAGES:
+            return _from(newest, "dropped", "offline: its connection dropped after it was up")
         return _from(newest, "failing", "its last connection attempt failed")
     fresh = [r for r in unnamed if handshake is None or r.failure.at >= handshake]
     if fresh:
@@ -118,9 +124,14 @@ def _verdict(
             f"a connection from {where} ({whose}) failed before it named a device",
         )
     cause, fix = NOTHING_REACHED_US
-    return Verdict(
-        "silent", "offline, and nothing it tried reached this server", None, cause, fix, None
-    )
+    summary = "offline, and nothing it tried reached this server"
+    if handshake is not None:
+        # It left cleanly (a goodbye); if it is on again, it fails before TCP now.
+        summary = (
+            f"offline: it last connected at {_iso(handshake)}, and nothing it tried since "
+            "reached this server"
+        )
+    return Verdict("silent", summary, None, cause, fix, None)
 
 
 def _from(item: FailureReport, state: str, summary: str) -> Verdict:

@@ -89,10 +89,11 @@ async def server_record(api: CyanApi | None, device_id: str | None) -> Check:
     summary = f"the server's record of the device: {verdict.get('summary')}"
     if verdict.get("stage"):
         summary += f": stage {verdict['stage']} at {verdict.get('at')}: {verdict.get('reason')}"
-    # "silent": nothing from the device reached the server. That fails nothing here (the
-    # device may simply be off), but if it is on and blinking, this is the clue: the
-    # device's own network fails where this computer's does not (its DHCP, its DNS).
-    status = Status.NOTE if state == "silent" else Status.FAIL
+    # "silent": nothing from the device reached the server; "dropped": it was connected and
+    # went away. Neither fails anything here (the device may simply be off), but if it is on
+    # and blinking, "silent" is the clue: the device's own network fails where this
+    # computer's does not (its DHCP, its DNS).
+    status = Status.NOTE if state in ("silent", "dropped") else Status.FAIL
     cause, fix, stage = verdict.get("cause"), verdict.get("fix"), verdict.get("stage")
     return Check(step, status, summary, cause, fix, stage)
 

@@ -31,8 +31,9 @@ _TABLE: dict[Stage, tuple[str, str]] = {
     Stage.DNS: (
         "the server's host name did not resolve (a DHCP server that hands out DNS 0.0.0.0 "
         "does this)",
-        "fix the DNS server the network hands out, or pin the server by IP address in the "
-        "device's server key (particle keys server … --host IP)",
+        "fix the DNS server the network hands out (the router's DHCP settings), or pin the "
+        "server by IP address in the device's server key: cyan keys server --host "
+        "THIS-SERVER-IP writes it and says how to put it on the device",
     ),
     Stage.TCP: (
         "no TCP connection to the server's device port",
