@@ -8,11 +8,14 @@ piggy-backs the answer on the ACK (§4.5, §4.7, §7).
 
 from __future__ import annotations
 
-from cyan.protocol import crypto, messages, payloads
+from collections.abc import Callable
+
+from cyan.protocol import crypto, messages, ota, payloads
 from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
 from cyan.protocol.connection import DEFAULT_MAX_FRAME_BYTES, Clock, Connection
 from cyan.protocol.errors import ProtocolError, Stage
 from cyan.protocol.events import (
+    ChunkArrived,
     DescribeRequested,
     EventDelivered,
     FunctionCallRequested,
@@ -22,6 +25,9 @@ from cyan.protocol.events import (
     SessionStarted,
     SignalRequested,
     TimeReceived,
+    UpdateAborted,
+    UpdateBeginRequested,
+    UpdateDoneRequested,
     VariableRequested,
 )
 from cyan.protocol.handshake import (
@@ -33,12 +39,13 @@ from cyan.protocol.handshake import (
     SessionMaterial,
 )
 from cyan.protocol.messages import MessageKind, classify
+from cyan.protocol.transfer import UpdateReceiver
 
 MAX_FUNCTION_ARGUMENT_BYTES = 1024  # protocol_defs.h MAX_FUNCTION_ARG_LENGTH
 
 
 class DeviceConnection(Connection):
-    __slots__ = ("_handshake", "_hello", "separate_responses", "server_hello_received")
+    __slots__ = ("_handshake", "_hello", "separate_responses", "server_hello_received", "update")
 
     def __init__(
         self,
@@ -58,6 +65,7 @@ class DeviceConnection(Connection):
             device_id, device_key, server_public_key, send_public_key=send_public_key
         )
         self._hello = hello
+        self.update: UpdateReceiver | None = None  # the update being received, if any
         self.separate_responses = separate_responses
         self.server_hello_received = False
 
@@ -125,6 +133,72 @@ class DeviceConnection(Connection):
             self.send(messages.separate_response(self._next_id(), code, token, value or b""))
         else:
             self.send(messages.coded_ack(request.message_id, code, token, value or b""))
+
+    # -- over-the-air update (protocol.md §4.14) -------------------------------------------
+
+    def accept_update(self, request: UpdateBeginRequested, *, fast: bool) -> None:
+        """Empty ACK, then UpdateReady; fast OTA only if the server offered it too."""
+        self.send(messages.empty_ack(request.message_id))
+        use_fast = fast and request.params.fast
+        self.update = UpdateReceiver(request.params, use_fast)
+        self.send(ota.update_ready(self._next_id(), bytes([request.token]), use_fast))
+
+    def refuse_update(self, request: UpdateBeginRequested) -> None:
+        """Coded ACK 5.03, as device-os answers when it cannot prepare for the update."""
+        token = bytes([request.token])
+        self.send(messages.coded_ack(request.message_id, CoapCode.SERVICE_UNAVAILABLE, token))
+
+    def take_chunk(self, arrived: ChunkArrived) -> None:
+        """Store a chunk that arrived; a chunk never taken is one the network lost."""
+        receiver = self.update
+        if receiver is None:
+            return
+        if not receiver.fast:
+            self.send(messages.empty_ack(arrived.message_id))
+        index = receiver.place(arrived.chunk)
+        if index is None:
+            return  # out of range, or a fast-mode duplicate: dropped, as device-os does
+        ok = arrived.chunk.crc_ok
+        if ok:
+            receiver.store(index, arrived.chunk.data)
+        if not receiver.fast:
+            self.send(ota.chunk_received(self._next_id(), bytes([arrived.token]), ok))
+
+    def answer_update_done(
+        self, request: UpdateDoneRequested, validate: Callable[[bytes], int]
+    ) -> int | None:
+        """Every chunk here: ``validate(image)`` and ACK 2.04 with its result (returned; 0
+        means valid, and the device applies the update and resets). Otherwise ACK 4.00 and
+        list the missing chunks (returns None)."""
+        receiver, token = self.update, bytes([request.token])
+        if receiver is None or not receiver.complete:
+            self.send(messages.coded_ack(request.message_id, CoapCode.BAD_REQUEST, token))
+            if receiver is not None:
+                self.send(ota.chunk_missed(self._next_id(), receiver.missing()))
+            return None
+        result = validate(receiver.image())
+        payload = ota.done_result(result)
+        self.send(messages.coded_ack(request.message_id, CoapCode.CHANGED, token, payload))
+        self.update = None
+        return result
+
+    def _on_update_begin(self, message: CoapMessage) -> None:
+        if len(message.token) != 1:
+            raise ProtocolError(Stage.SESSION, "UpdateBegin without a 1-byte token")
+        params = ota.UpdateParams.decode(message.payload)
+        self._emit(UpdateBeginRequested(message.token[0], message.message_id, params))
+
+    def _on_chunk(self, message: CoapMessage) -> None:
+        # device-os ignores a chunk outside an update, without even an ACK.
+        if self.update is not None and len(message.token) == 1:
+            chunk = ota.decode_chunk(message)
+            self._emit(ChunkArrived(message.token[0], message.message_id, chunk))
+
+    def _on_update_done(self, message: CoapMessage) -> None:
+        # Answered by the caller, after the chunks that came before it were taken or lost.
+        if len(message.token) != 1:
+            raise ProtocolError(Stage.SESSION, "UpdateDone without a 1-byte token")
+        self._emit(UpdateDoneRequested(message.token[0], message.message_id))
 
     # -- what arrives ---------------------------------------------------------------------
 
@@ -194,6 +268,12 @@ class DeviceConnection(Connection):
             self._on_response(message)
         elif kind is MessageKind.EMPTY_ACK:
             self._emit(PingAcknowledged())
+        elif kind is MessageKind.UPDATE_BEGIN:
+            self._on_update_begin(message)
+        elif kind is MessageKind.CHUNK:
+            self._on_chunk(message)
+        elif kind is MessageKind.UPDATE_DONE:
+            self._on_update_done(message)
         else:
             # device-os drops messages it does not know (protocol.md §5.3).
             self._ack_if_confirmable(message)
@@ -240,6 +320,12 @@ class DeviceConnection(Connection):
     def _on_response(self, message: CoapMessage) -> None:
         if message.type == CoapType.CON:
             self.send(messages.empty_ack(message.message_id))
+        if message.code == CoapCode.BAD_REQUEST and message.type == CoapType.NON:
+            # UpdateAbort: the server gave up; what arrived so far is thrown away.
+            if self.update is not None:
+                self.update = None
+                self._emit(UpdateAborted())
+            return
         # The device takes any 2.05 as the time (device-os messages.cpp decodeType).
         if message.code == CoapCode.CONTENT and len(message.payload) >= 4:
             if message.token and len(message.token) == 1:

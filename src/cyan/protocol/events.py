@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cyan.protocol.messages import EventInfo, HelloInfo, SubscriptionInfo
+from cyan.protocol.ota import ChunkInfo, UpdateParams
 from cyan.protocol.payloads import Description
 
 
@@ -15,6 +16,7 @@ class RequestKind(Enum):
     VARIABLE = "variable"
     SIGNAL = "signal"
     TIME = "time"
+    UPDATE = "update"  # held for a whole update: UpdateBegin, every Chunk, UpdateDone
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,21 @@ class GoodbyeReceived(Event):
     payload: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateAccepted(Event):
+    """UpdateReady arrived: chunks go out now (``fast``: without per-chunk answers)."""
+
+    fast: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateFinished(Event):
+    """The update ended; on success the device applies it and restarts."""
+
+    succeeded: bool
+    failure: str | None
+
+
 # -- device side ----------------------------------------------------------------------------
 
 
@@ -123,3 +140,34 @@ class TimeReceived(Event):
 @dataclass(frozen=True, slots=True)
 class PingAcknowledged(Event):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateBeginRequested(Event):
+    """Answer with ``accept_update`` or ``refuse_update``."""
+
+    token: int
+    message_id: int
+    params: UpdateParams
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkArrived(Event):
+    """Answer with ``take_chunk``, or drop it (as if the network lost it)."""
+
+    token: int
+    message_id: int
+    chunk: ChunkInfo
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateDoneRequested(Event):
+    """Answer with ``answer_update_done`` once the events before it are handled."""
+
+    token: int
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateAborted(Event):
+    """The server sent UpdateAbort: the update is off, the old firmware stays."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from cyan.protocol import crypto, messages, payloads
+from cyan.protocol import crypto, messages, ota, payloads
 from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
 from cyan.protocol.connection import DEFAULT_MAX_FRAME_BYTES, Clock, Connection
 from cyan.protocol.errors import ProtocolError, Stage
@@ -17,6 +17,8 @@ from cyan.protocol.events import (
     RequestKind,
     ResponseReceived,
     SubscriptionRequested,
+    UpdateAccepted,
+    UpdateFinished,
 )
 from cyan.protocol.handshake import (
     DEVICE_BLOCK_BYTES,
@@ -26,14 +28,19 @@ from cyan.protocol.handshake import (
     ServerState,
 )
 from cyan.protocol.messages import MessageKind, classify
+from cyan.protocol.transfer import SenderState, UpdateSender, UpdateTimeouts
 
 RequestBuilder = Callable[[int, bytes], CoapMessage]
+
+
+class UpdateBusy(Exception):
+    """An update is already running on this connection."""
 
 
 class ServerConnection(Connection):
     """Call ``start()`` once on accept; answer ``DeviceIdentified`` with ``accept_device``."""
 
-    __slots__ = ("_handshake", "device_id", "hello")
+    __slots__ = ("_handshake", "_update_token", "device_id", "hello", "update")
 
     def __init__(
         self,
@@ -47,6 +54,9 @@ class ServerConnection(Connection):
         self._handshake = ServerHandshake(server_key, random_bytes)
         self.device_id: str | None = None
         self.hello: messages.HelloInfo | None = None
+        # The running (or last) update; its progress is read from here.
+        self.update: UpdateSender | None = None
+        self._update_token: int | None = None
 
     @property
     def offered_key_der(self) -> bytes | None:
@@ -91,6 +101,102 @@ class ServerConnection(Connection):
 
     def ping(self) -> None:
         self.send(messages.ping(self._next_id()))
+
+    # -- over-the-air update (protocol.md §4.14) -----------------------------------------------
+
+    def start_update(
+        self,
+        data: bytes,
+        *,
+        chunk_bytes: int = ota.DEFAULT_CHUNK_BYTES,
+        offer_fast: bool = True,
+        timeouts: UpdateTimeouts | None = None,
+    ) -> UpdateSender:
+        """Send UpdateBegin; then call ``pump_update`` often until ``UpdateFinished``."""
+        if self.update is not None and not self.update.finished:
+            raise UpdateBusy("an update is already running on this connection")
+        sender = UpdateSender(
+            data, chunk_bytes=chunk_bytes, offer_fast=offer_fast, timeouts=timeouts
+        )
+        self._update_token = self._request(
+            RequestKind.UPDATE, lambda mid, tok: ota.update_begin(mid, tok, sender.params)
+        )
+        self.update = sender
+        return sender
+
+    def pump_update(self, now: float, max_chunks: int) -> None:
+        """Send what is due: resends after a silence, up to ``max_chunks`` chunks, UpdateDone.
+
+        ``max_chunks`` is the caller's flow control: how many the socket can take now.
+        """
+        sender = self.update
+        if sender is None or sender.finished or self._update_token is None:
+            return
+        token = bytes([self._update_token])
+        again = sender.timed_out(now)
+        if again == "begin":
+            self.send(ota.update_begin(self._next_id(), token, sender.params))
+        elif again == "chunk" and sender.in_flight is not None:
+            self._send_chunk(sender, sender.in_flight, token)
+        elif again == "done":
+            self.send(ota.update_done(self._next_id(), token))
+        for index in sender.next_chunks(max_chunks):
+            self._send_chunk(sender, index, token)
+        if sender.done_due():
+            self.send(ota.update_done(self._next_id(), token))
+        self._end_update_if_over()
+
+    def abort_update(self, why: str) -> None:
+        """Give up (a deadline, the server stopping); the device keeps its old firmware."""
+        sender = self.update
+        if sender is None or sender.finished or self._update_token is None:
+            return
+        sender.abort(why)
+        if self._channel is not None:
+            self.send(ota.update_abort(self._next_id(), bytes([self._update_token])))
+        self._end_update_if_over()
+
+    def _send_chunk(self, sender: UpdateSender, index: int, token: bytes) -> None:
+        place = index if sender.fast else None
+        self.send(ota.chunk(self._next_id(), token, sender.chunk(index), place))
+
+    def _end_update_if_over(self) -> None:
+        sender = self.update
+        if sender is None or not sender.finished or self._update_token is None:
+            return
+        self._pending.pop(self._update_token, None)
+        self._update_token = None
+        succeeded = sender.state is SenderState.SUCCEEDED
+        self._emit(UpdateFinished(succeeded, sender.failure))
+
+    def _update_answer(self, message: CoapMessage) -> None:
+        """A response carrying the update's token: which one it is depends on the stage."""
+        sender = self.update
+        assert sender is not None
+        ok = message.code == CoapCode.CHANGED
+        if sender.state is SenderState.BEGIN_SENT:
+            if message.type == CoapType.ACK:  # 5.03: it cannot take this update now
+                sender.refused(f"it answered UpdateBegin with {message.describe()}")
+            elif ok:
+                # The Core sends UpdateReady without the flags byte: no fast OTA.
+                sender.ready(bool(message.payload[:1] and message.payload[0] & ota.FAST_OTA))
+                self._emit(UpdateAccepted(sender.fast))
+        elif sender.state is SenderState.DONE_SENT and message.type == CoapType.ACK:
+            sender.done_answer(ok, ota.decode_done_result(message.payload))
+        elif sender.state is SenderState.SENDING and message.type != CoapType.ACK:
+            sender.chunk_answer(ok)
+        self._end_update_if_over()
+
+    def _on_chunk_missed(self, message: CoapMessage) -> None:
+        self._ack_if_confirmable(message)
+        if self.update is not None and not self.update.finished:
+            self.update.missed(ota.decode_missed(message.payload))
+
+    def closed(self) -> None:
+        """The socket is gone: a running update fails (``UpdateFinished`` follows)."""
+        if self.update is not None and not self.update.finished:
+            self.update.disconnected()
+            self._end_update_if_over()
 
     def _request(self, kind: RequestKind, build: RequestBuilder) -> int:
         if self._channel is None:  # checked before a token is taken, so none leaks
@@ -199,6 +305,9 @@ class ServerConnection(Connection):
         if len(message.token) != 1:
             return
         token = message.token[0]
+        if token == self._update_token:
+            self._update_answer(message)
+            return
         kind = self._pending.pop(token, None)
         if kind is None:
             return  # a late answer to a request whose caller already gave up
@@ -217,6 +326,7 @@ _HANDLERS = {
     MessageKind.DESCRIBE_POST: ServerConnection._on_describe_post,
     MessageKind.TIME_REQUEST: ServerConnection._on_time,
     MessageKind.GOODBYE: ServerConnection._on_goodbye,
+    MessageKind.CHUNK_MISSED: ServerConnection._on_chunk_missed,
     MessageKind.RESPONSE: ServerConnection._on_response,
     MessageKind.EMPTY_ACK: ServerConnection._ignore,
     MessageKind.RESET: ServerConnection._ignore,
