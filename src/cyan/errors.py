@@ -4,6 +4,7 @@
     ├── cyan.protocol.errors.ProtocolError   a device connection broke (carries a Stage)
     ├── cyan.store.errors.StoreError         the database refused or lost something
     ├── cyan.cloud.errors.CloudError         a device request could not be served
+    ├── cyan.firmware.FirmwareError          a firmware binary is refused (why, in words)
     └── cyan.api.errors.ApiError             an HTTP request was bad (Particle-shaped JSON)
 
 Each carries a one-line message; ``fix`` is what the CLI prints after "Fix:".

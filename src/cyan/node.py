@@ -17,6 +17,7 @@ import uvicorn
 from cyan.api import create_app
 from cyan.api.diagnosis import ServerIdentity
 from cyan.bus import EventBus
+from cyan.cloud.flash import Flasher
 from cyan.cloud.router import Router
 from cyan.datadir import load_or_create_server_key, prepare
 from cyan.device import DeviceOptions, KeyStore, VirtualDevice
@@ -46,6 +47,7 @@ class Node:
     router: Router = field(init=False)
     bus: EventBus = field(init=False)
     gateway: Gateway = field(init=False)
+    flasher: Flasher = field(init=False)
     devices: list[VirtualDevice] = field(default_factory=list, init=False)
     _api: uvicorn.Server | None = field(default=None, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
@@ -67,6 +69,8 @@ class Node:
             settings=gateway_settings, server_key=server_key, store=self.store, router=self.router
         )
         await self.gateway.start()
+        self.flasher = Flasher(self.router, self.store, self.settings.data_dir)
+        await self.flasher.recover()
         await self._start_api()
         if self.demo_devices:
             await self._start_demo_devices(self.demo_devices)
@@ -78,6 +82,7 @@ class Node:
             router=self.router,
             bus=self.bus,
             settings=self.settings.api,
+            flasher=self.flasher,
             server=ServerIdentity(
                 public_key_pem=crypto.public_key_pem(server_public).decode(),
                 fingerprint=crypto.fingerprint(server_public),
@@ -127,6 +132,8 @@ class Node:
             await device.stop()
         if self._api is not None:
             self._api.should_exit = True
+        # Running updates end as recorded failures (each device keeps its old firmware).
+        await self.flasher.stop()
         # Ends every open event stream, so uvicorn has no long response to wait for.
         self.bus.close()
         await self.gateway.stop()

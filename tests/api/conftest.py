@@ -7,12 +7,10 @@ it under uvicorn on 127.0.0.1 (port 0) and read the stream over loopback TCP.
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -23,7 +21,7 @@ from cyan.api import create_app
 from cyan.bus import EventBus
 from cyan.cloud.errors import CloudError
 from cyan.cloud.router import Router
-from cyan.cloud.types import CloudEvent, LiveDevice, VariableValue
+from cyan.cloud.types import CloudEvent, FlashOptions, LiveDevice, UpdateProgress, VariableValue
 from cyan.settings import ApiSettings
 from cyan.store import Store, UserRecord
 
@@ -56,6 +54,7 @@ class FakeLink:
     delivered: list[CloudEvent] = field(default_factory=list)
     fail_with: CloudError | None = None
     owner_id: int | None = None
+    flashed: list[bytes] = field(default_factory=list)
 
     async def call_function(self, name: str, argument: str, timeout_s: float) -> int:
         self.calls.append((name, argument))
@@ -70,6 +69,13 @@ class FakeLink:
 
     async def signal(self, on: bool, timeout_s: float) -> None:
         pass
+
+    async def flash(
+        self, data: bytes, options: FlashOptions, on_progress: Callable[[UpdateProgress], None]
+    ) -> None:
+        self.flashed.append(data)
+        if self.fail_with is not None:
+            raise self.fail_with
 
     def deliver_event(self, event: CloudEvent) -> None:
         self.delivered.append(event)
@@ -192,58 +198,3 @@ async def http(live_url: str) -> AsyncIterator[httpx.AsyncClient]:
     # trust_env=False: a proxy variable in the environment must not reroute loopback.
     async with httpx.AsyncClient(base_url=live_url, trust_env=False, timeout=5) as c:
         yield c
-
-
-@dataclass
-class SseEvent:
-    name: str
-    data: dict[str, Any]
-
-
-class SseReader:
-    """Parses a text/event-stream the way particle-api-js does (rest-api.md §5)."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self.response = response
-        self._chunks = response.aiter_raw()
-        self._buffer = b""
-        self.comments: list[str] = []
-        self.raw = b""
-
-    async def next_line(self) -> str | None:
-        """The next raw line without its LF, or None when the stream ends."""
-        while b"\n" not in self._buffer:
-            try:
-                chunk = await anext(self._chunks)
-            except StopAsyncIteration:
-                return None
-            self.raw += chunk
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line.decode()
-
-    async def next_event(self) -> SseEvent | None:
-        """The next dispatched event, or None when the stream ends."""
-        name: str | None = None
-        data: list[str] = []
-        while True:
-            line = await self.next_line()
-            if line is None:
-                return None
-            if line.startswith(":"):
-                self.comments.append(line)
-            elif line == "":
-                if name is not None:
-                    return SseEvent(name, json.loads("\n".join(data)))
-                name, data = None, []
-            elif line.startswith("event:"):
-                name = line[len("event:") :].removeprefix(" ")
-            elif line.startswith("data:"):
-                data.append(line[len("data:") :].removeprefix(" "))
-
-    async def first_bytes(self, count: int) -> bytes:
-        while len(self._buffer) < count:
-            chunk = await anext(self._chunks)
-            self.raw += chunk
-            self._buffer += chunk
-        return self._buffer[:count]

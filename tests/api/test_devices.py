@@ -137,8 +137,10 @@ async def test_detail_offline_shows_last_describe(
         "variables": {"temp": "double"},
         "firmware_updates_enabled": True,
         "firmware_updates_forced": False,
-        # Cyan's own field: no failed connection recorded for this device.
+        # Cyan's own fields: no failed connection, no update, no system describe yet.
         "cyan_last_failure": None,
+        "cyan_ota": None,
+        "cyan_firmware": {"modules": [], "app_hash": None},
     }
 
 

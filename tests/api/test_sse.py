@@ -14,8 +14,9 @@ import pytest
 from cyan.bus import EventBus
 from cyan.cloud.router import Router
 from cyan.cloud.types import CloudEvent
+from tests.sse import SseEvent, SseReader
 
-from .conftest import DEVICE_A, DEVICE_B, DEVICE_BOB, KEEPALIVE_S, Caller, SseEvent, SseReader
+from .conftest import DEVICE_A, DEVICE_B, DEVICE_BOB, KEEPALIVE_S, Caller
 
 PUBLISHED_AT = datetime(2024, 3, 4, 5, 6, 7, 89000, tzinfo=UTC)
 

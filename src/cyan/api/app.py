@@ -16,6 +16,7 @@ from cyan.api.auth import ApiContext
 from cyan.api.diagnosis import ServerIdentity
 from cyan.api.errors import install_error_handlers
 from cyan.bus import EventBus
+from cyan.cloud.flash import Flasher
 from cyan.cloud.router import Router
 from cyan.settings import ApiSettings
 from cyan.store import Store
@@ -27,6 +28,7 @@ def create_app(
     router: Router,
     bus: EventBus,
     settings: ApiSettings,
+    flasher: Flasher | None = None,
     server: ServerIdentity | None = None,
 ) -> FastAPI:
     app = FastAPI(
@@ -35,7 +37,7 @@ def create_app(
         summary="A self-hosted, Particle Cloud API v1 compatible device cloud",
     )
     app.state.cyan = ApiContext(
-        store=store, router=router, bus=bus, settings=settings, server=server
+        store=store, router=router, bus=bus, settings=settings, flasher=flasher, server=server
     )
     install_error_handlers(app)
     # Event routes first: /v1/devices/events and /v1/devices/:id/events must win over the

@@ -24,6 +24,7 @@ from cyan.settings import ApiSettings
 
 if TYPE_CHECKING:
     from cyan.api.diagnosis import ServerIdentity
+    from cyan.cloud.flash import Flasher
 from cyan.store import DeviceRecord, Store, UserRecord
 
 # See cache.py for why a few seconds.
@@ -41,6 +42,7 @@ class ApiContext:
     settings: ApiSettings
     # None when the API runs without a gateway (some tests).
     server: ServerIdentity | None = None
+    flasher: Flasher | None = None
     # token -> its user; only tokens the store accepted are kept.
     users: TtlCache[str, UserRecord] = field(
         default_factory=lambda: TtlCache(CACHE_TTL_S, CACHE_MAX_ENTRIES)

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from cyan.api.auth import ApiContext, Context, CurrentUser, body_params
 from cyan.api.errors import BadRequest
+from cyan.api.flash import firmware_json, ota_json
 from cyan.api.shapes import (
     device_detail,
     device_summary,
@@ -53,10 +54,16 @@ async def list_devices(context: Context, user: CurrentUser) -> JSONResponse:
 @router.get("/{id_or_name}", summary="One device, with its functions and variables")
 async def get_device(context: Context, user: CurrentUser, id_or_name: str) -> JSONResponse:
     record = await resolve_device(context, user, id_or_name)
-    shape = device_detail(record, context.router.live(record.id))
-    # A Cyan field; Particle's clients ignore fields they do not know.
+    live = context.router.live(record.id)
+    shape = device_detail(record, live)
+    # Cyan's fields; Particle's clients ignore fields they do not know.
     last = await context.store.device_failures(record.id, limit=1)
     shape["cyan_last_failure"] = failure_json(report(last[0])) if last else None
+    job = context.flasher.job(record.id) if context.flasher is not None else None
+    last_update = None if job is not None else await context.store.latest_firmware_update(record.id)
+    shape["cyan_ota"] = ota_json(job, last_update)
+    modules = live.modules if live is not None and live.modules else record.modules
+    shape["cyan_firmware"] = firmware_json(modules)
     return JSONResponse(shape)
 
 

@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 
 from cyan.api.auth import ApiContext, Context, CurrentUser, body_params
 from cyan.api.devices import resolve_device
-from cyan.api.errors import BadRequest, Forbidden, NotAvailable
+from cyan.api.errors import BadRequest, Forbidden
+from cyan.api.flash import flash_from_upload
 from cyan.api.shapes import device_detail, iso
 from cyan.cloud.errors import DeviceNotFound
 from cyan.protocol import crypto, keys
@@ -70,13 +71,15 @@ async def release_device(context: Context, user: CurrentUser, id_or_name: str) -
     return JSONResponse({"ok": True})
 
 
-@router.put("/v1/devices/{id_or_name}", summary="Rename, annotate or signal a device")
+@router.put(
+    "/v1/devices/{id_or_name}", summary="Rename, annotate, signal or flash (multipart) a device"
+)
 async def update_device(
     request: Request, context: Context, user: CurrentUser, id_or_name: str
 ) -> JSONResponse:
-    if request.headers.get("content-type", "").startswith("multipart/"):
-        raise NotAvailable("Flashing firmware over the air is not available on this server yet")
     record = await resolve_device(context, user, id_or_name)
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        return await flash_from_upload(request, context, record)
     params = await body_params(request)
     if "signal" in params:
         on = _signal(params["signal"])

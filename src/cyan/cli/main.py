@@ -9,6 +9,7 @@ from cyan.cli.admin import token_app
 from cyan.cli.device import device_app
 from cyan.cli.doctor import doctor
 from cyan.cli.explain import explain
+from cyan.cli.firmware import firmware_app
 from cyan.cli.keys import keys_app
 from cyan.cli.serve import serve
 from cyan.cli.users import user_app
@@ -26,6 +27,7 @@ app.command("serve")(serve)
 app.command("doctor")(doctor)
 app.command("explain")(explain)
 app.add_typer(keys_app, name="keys")
+app.add_typer(firmware_app, name="firmware")
 app.add_typer(device_app, name="device")
 app.add_typer(token_app, name="token")
 app.add_typer(user_app, name="user")

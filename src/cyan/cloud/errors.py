@@ -40,3 +40,15 @@ class DeviceBusy(CloudError):
 
 class BadArgument(CloudError):
     http_status = 400
+
+
+class UpdateInProgress(CloudError):
+    """One update at a time per device; a second one waits for the first to end."""
+
+    http_status = 409
+
+
+class UpdateFailed(CloudError):
+    """An over-the-air update ended without the device taking the new firmware."""
+
+    http_status = 500

@@ -18,7 +18,13 @@ from cyan.cloud.errors import (
     FunctionNotFound,
     VariableNotFound,
 )
-from cyan.cloud.types import CloudEvent, LiveDevice, VariableValue
+from cyan.cloud.types import (
+    CloudEvent,
+    FlashOptions,
+    LiveDevice,
+    UpdateProgress,
+    VariableValue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +50,11 @@ class DeviceLink(Protocol):
     async def get_variable(self, name: str, timeout_s: float) -> VariableValue: ...
 
     async def signal(self, on: bool, timeout_s: float) -> None: ...
+
+    async def flash(
+        self, data: bytes, options: FlashOptions, on_progress: Callable[[UpdateProgress], None]
+    ) -> None:
+        """Send a firmware binary; returns once the device took it, raises CloudError if not."""
 
     def deliver_event(self, event: CloudEvent) -> None:
         """Send the event to the device if one of its subscriptions matches; never blocks."""
@@ -150,6 +161,15 @@ class Router:
 
     async def signal(self, device_id: str, on: bool) -> None:
         await self._link(device_id).signal(on, self.function_timeout_s)
+
+    async def flash(
+        self,
+        device_id: str,
+        data: bytes,
+        options: FlashOptions,
+        on_progress: Callable[[UpdateProgress], None],
+    ) -> None:
+        await self._link(device_id).flash(data, options, on_progress)
 
     # -- events -----------------------------------------------------------------------------
 

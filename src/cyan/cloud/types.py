@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 # Variable type names as the Particle API shows them, keyed by the describe type code
 # (protocol.md §4.5: 1 bool, 2 int32, 4 string, 9 double).
@@ -43,3 +44,28 @@ class LiveDevice:
     variables: dict[str, str] = field(default_factory=dict)
     system_version: str | None = None
     signaling: bool = False
+    # The "m" entries of its system describe: the firmware modules it runs.
+    modules: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateProgress:
+    """Where an over-the-air update stands, as the gateway sees it."""
+
+    # begin_sent, sending, done_sent, succeeded, failed
+    state: str
+    bytes_sent: int
+    total_bytes: int
+    chunks_resent: int
+    fast: bool | None  # None until the device said which mode it uses
+    failure: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FlashOptions:
+    """How the cloud wants an update sent."""
+
+    chunk_bytes: int = 512  # what a Photon announces in spark/hardware/ota_chunk_size
+    offer_fast: bool = True
+    # The whole update; a Photon takes a 256 KB system part in well under a minute on a LAN.
+    deadline_s: float = 300.0

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from cyan.device.profiles import DEFAULT_PROFILE, FirmwareProfile
 from cyan.device.resolver import DnsServer
+from cyan.device.updater import OtaFaults
 from cyan.protocol import ProtocolError, Stage, messages
 from cyan.protocol.keys import DEFAULT_SERVER_PORT
 
@@ -34,6 +35,8 @@ class DeviceOptions:
     dns_fallback: bool = False
     # Ignore the server's nonce on the first N connection attempts, as a stalled network.
     stall_handshakes: int = 0
+    # Over-the-air updates broken on purpose (lost chunks, a dropped connection, no fast OTA).
+    ota_faults: OtaFaults = field(default_factory=OtaFaults)
 
 
 @dataclass

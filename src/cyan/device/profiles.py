@@ -22,6 +22,10 @@ class FirmwareProfile:
     connect_events: tuple[tuple[str, str], ...]
     # (prefix, my devices only)
     system_subscriptions: tuple[tuple[str, bool], ...]
+    # Module versions of the release (device-os system/system-versions.md): both system
+    # parts carry the system module version; the bootloader has its own.
+    system_module_version: int = 2302
+    bootloader_version: int = 1006
 
 
 _HARDWARE = (("spark/hardware/max_binary", "2097152"), ("spark/hardware/ota_chunk_size", "512"))
@@ -41,6 +45,8 @@ PROFILES = {
             ("particle/device/updates/forced", "false"),
         ),
         system_subscriptions=(("particle", True), ("spark", True)),
+        system_module_version=2302,
+        bootloader_version=1006,
     ),
     "1.5.2": FirmwareProfile(
         version="1.5.2",
@@ -49,6 +55,8 @@ PROFILES = {
         posts_describe=False,
         connect_events=_HARDWARE,
         system_subscriptions=(("spark", True),),
+        system_module_version=1512,
+        bootloader_version=502,
     ),
     "0.7.0": FirmwareProfile(
         version="0.7.0",
@@ -57,6 +65,8 @@ PROFILES = {
         posts_describe=False,
         connect_events=_HARDWARE,
         system_subscriptions=(("spark", False),),
+        system_module_version=207,
+        bootloader_version=101,
     ),
 }
 DEFAULT_PROFILE = PROFILES["2.3.1"]

@@ -15,24 +15,22 @@ import random
 import time
 from typing import cast
 
+from cyan.device.app import DeviceApp
+from cyan.device.firmware import Firmware
 from cyan.device.keystore import KeyStore
 from cyan.device.options import ERROR_LEDS, DeviceOptions, DeviceStatus, parse_server
 from cyan.device.profiles import PHOTON_PLATFORM_ID
 from cyan.device.resolver import fallback_address, resolve
-from cyan.device.tinker import FUNCTIONS, VARIABLES, Tinker
+from cyan.device.tinker import Tinker
+from cyan.device.updater import UpdateOutcome, Updater
 from cyan.diagnose import diagnose_device_side
 from cyan.errors import CyanError
-from cyan.protocol import DeviceConnection, ProtocolError, Stage, crypto, keys, messages, payloads
+from cyan.protocol import DeviceConnection, ProtocolError, Stage, crypto, keys, messages
 from cyan.protocol.events import (
-    DescribeRequested,
     Event,
-    EventDelivered,
-    FunctionCallRequested,
     ServerHelloReceived,
     SessionStarted,
-    SignalRequested,
     TimeReceived,
-    VariableRequested,
 )
 
 log = logging.getLogger("cyan.device")
@@ -70,7 +68,8 @@ class VirtualDevice:
         )
         self._connection: DeviceConnection | None = None
         self._transport: asyncio.Transport | None = None
-        self._closed: asyncio.Future[ProtocolError] | None = None
+        # How the connection ended: an error, or None for a restart into a new firmware.
+        self._closed: asyncio.Future[ProtocolError | None] | None = None
         self._hello: asyncio.Event = asyncio.Event()
         self._last_received = 0.0
         self._ping_sent_at: float | None = None
@@ -78,6 +77,10 @@ class VirtualDevice:
         self._last_good_address: str | None = None
         self._attempts = 0
         self._stalling = False
+        firmware = Firmware.load(keystore.directory, self.options.profile)
+        updater = Updater(firmware, self.options.ota_faults, name=self.short_id)
+        self.app = DeviceApp(self.tinker, firmware, updater, self.status, self.short_id)
+        self._restarted_by_update = False
 
     @property
     def device_id(self) -> str:
@@ -172,7 +175,7 @@ class VirtualDevice:
                 messages.HelloInfo(
                     PHOTON_PLATFORM_ID,
                     self.options.product_firmware_version,
-                    self.options.profile.hello_flags,
+                    self._hello_flags(),
                     PHOTON_PLATFORM_ID,
                 ),
                 random_bytes=os.urandom,
@@ -229,7 +232,7 @@ class VirtualDevice:
         finally:
             hello.cancel()
         if self._closed.done():
-            raise self._closed.result()
+            raise self._closed.result() or ProtocolError(Stage.HELLO, "closed before the Hello")
         if not done:
             raise ProtocolError(Stage.TIMEOUT, "the handshake did not finish in time")
 
@@ -251,18 +254,21 @@ class VirtualDevice:
             )
         if profile.posts_describe:
             connection.post_describe(
-                messages.DescribeFlags.SYSTEM, self._describe(messages.DescribeFlags.SYSTEM)
+                messages.DescribeFlags.SYSTEM, self.app.describe(messages.DescribeFlags.SYSTEM)
             )
         for name, data in profile.connect_events:
             connection.publish(messages.EventInfo(name, data.encode(), 60, public=False))
         connection.request_time()
         if profile.posts_describe:
-            connection.post_describe(messages.DescribeFlags.APPLICATION, self.tinker.describe())
+            connection.post_describe(
+                messages.DescribeFlags.APPLICATION,
+                self.app.describe(messages.DescribeFlags.APPLICATION),
+            )
         for prefix, mine in profile.system_subscriptions:
             connection.subscribe(prefix, my_devices=mine)
         self._flush()
 
-    async def _stay_connected(self) -> ProtocolError:
+    async def _stay_connected(self) -> ProtocolError | None:
         assert self._closed is not None and self._connection is not None
         next_heartbeat = time.monotonic()
         while not self._closed.done():
@@ -330,6 +336,13 @@ class VirtualDevice:
             self._closed.set_result(error)
         self._disconnect()
 
+    def _hello_flags(self) -> int:
+        flags = self.options.profile.hello_flags
+        if self._restarted_by_update:
+            self._restarted_by_update = False
+            flags |= messages.HelloFlags.OTA_UPGRADE_SUCCESSFUL
+        return flags
+
     def _disconnect(self) -> None:
         if self._transport is not None:
             self._transport.close()
@@ -351,33 +364,23 @@ class VirtualDevice:
             self._stage("handshake", "fast blinking cyan", "keys exchanged, Hello sent")
         elif isinstance(event, ServerHelloReceived):
             self._hello.set()
-        elif isinstance(event, DescribeRequested):
-            connection.reply_describe(event, self._describe(event.flags))
-        elif isinstance(event, FunctionCallRequested):
-            value = self.tinker.call(event.name, event.argument)
-            # Firmware with no such function acknowledges and never answers (protocol.md §7).
-            if value is not None:
-                connection.reply_function(event.token, value)
-        elif isinstance(event, VariableRequested):
-            connection.reply_variable(event, self.tinker.variable(event.name))
-        elif isinstance(event, SignalRequested):
-            self.status.signaling = event.on
-            self.status.led = "rainbow" if event.on else "breathing cyan"
-            log.info("[%s] signal %s", self.short_id, "on: LED rainbow" if event.on else "off")
-        elif isinstance(event, EventDelivered):
-            self.status.received_events.append(event.event)
         elif isinstance(event, TimeReceived):
             self.status.server_time = event.unix_seconds
+        else:
+            outcome = self.app.answer(connection, event)
+            if outcome is UpdateOutcome.DISCONNECT:
+                self._fail(ProtocolError(Stage.SESSION, "lost the connection during the update"))
+            elif outcome is UpdateOutcome.RESTART:
+                self._restart_into_update()
 
-    def _describe(self, flags: int) -> bytes:
-        """The describe for ``flags``: application part, system part (no modules), or both."""
-        app = bool(flags & messages.DescribeFlags.APPLICATION)
-        system = (
-            {"p": PHOTON_PLATFORM_ID, "m": []} if flags & messages.DescribeFlags.SYSTEM else None
-        )
-        return payloads.encode_description(
-            FUNCTIONS if app else None, VARIABLES if app else None, system
-        )
+    def _restart_into_update(self) -> None:
+        # Device OS resets once the UpdateDone answer is out; its next Hello says the
+        # update went in (flag 0x01).
+        self._restarted_by_update = True
+        self._flush()
+        if self._closed is not None and not self._closed.done():
+            self._closed.set_result(None)
+        self._disconnect()
 
     def publish(self, name: str, data: str | None, *, public: bool = False, ttl: int = 60) -> None:
         if self._connection is None or not self.status.connected:

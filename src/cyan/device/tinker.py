@@ -41,9 +41,6 @@ class Tinker:
     def uptime_s(self) -> int:
         return int(self._clock() - self._booted_at)
 
-    def describe(self) -> bytes:
-        return payloads.encode_description(FUNCTIONS, VARIABLES)
-
     def call(self, name: str, argument: str) -> int | None:
         """The function's return value, or None when the firmware has no such function."""
         handler = {

@@ -175,14 +175,13 @@ class Gateway:
 
     def device_described(self, session: DeviceSession, description: payloads.Description) -> None:
         live = session.live
-        system_version = None
-        if description.system:
-            system_version = _system_version(description.system)
         pending = self._session_writes.get(live.device_id, SessionUpdate(live.device_id))
         if description.functions is not None:
             pending = replace(pending, functions=live.functions, variables=live.variables)
-        if system_version is not None:
-            pending = replace(pending, system_firmware_version=system_version)
+        if description.system and isinstance(description.system.get("m"), list):
+            pending = replace(
+                pending, system_firmware_version=live.system_version, modules=live.modules
+            )
         self._session_writes[live.device_id] = pending
 
     def device_offline(self, device_id: str, session: DeviceSession) -> None:
@@ -266,13 +265,3 @@ class Gateway:
             for change in presence:
                 self._presence.setdefault(change.device_id, change)
             raise
-
-
-def _system_version(system: dict[str, Any]) -> str | None:
-    """The highest system module version in a system describe, as text."""
-    modules = system.get("m")
-    if not isinstance(modules, list):
-        return None
-    versions = [m.get("v") for m in modules if isinstance(m, dict) and m.get("f") == "s"]
-    numbers = [v for v in versions if isinstance(v, int)]
-    return str(max(numbers)) if numbers else None

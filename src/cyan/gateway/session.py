@@ -15,16 +15,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
 from cyan.cloud.errors import (
-    CloudError,
-    DeviceBusy,
     DeviceOffline,
-    DeviceTimedOut,
-    VariableNotFound,
 )
-from cyan.cloud.types import VARIABLE_TYPE_NAMES, CloudEvent, LiveDevice, VariableValue
+from cyan.cloud.types import (
+    VARIABLE_TYPE_NAMES,
+    CloudEvent,
+    FlashOptions,
+    LiveDevice,
+    UpdateProgress,
+)
 from cyan.diagnose import diagnose
-from cyan.protocol import NoTokenFree, ProtocolError, ServerConnection, Stage, messages, payloads
-from cyan.protocol.coap import CoapCode, format_code
+from cyan.gateway.requests import DeviceRequests
+from cyan.gateway.update import run_update
+from cyan.gateway.versions import system_version_of
+from cyan.protocol import ProtocolError, ServerConnection, Stage, messages, payloads
 from cyan.protocol.events import (
     DescribeReceived,
     DeviceIdentified,
@@ -34,6 +38,8 @@ from cyan.protocol.events import (
     HelloReceived,
     ResponseReceived,
     SubscriptionRequested,
+    UpdateAccepted,
+    UpdateFinished,
 )
 
 if TYPE_CHECKING:
@@ -41,11 +47,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cyan.gateway")
 
-_TYPE_CODES = {name: code for code, name in VARIABLE_TYPE_NAMES.items()}
 
-
-class DeviceSession(asyncio.Protocol):
+class DeviceSession(DeviceRequests, asyncio.Protocol):
     __slots__ = (
+        "_activity",
         "_closing",
         "_failure",
         "_gateway",
@@ -85,6 +90,8 @@ class DeviceSession(asyncio.Protocol):
         self._subscriptions: list[messages.SubscriptionInfo] = []
         self._closing = False
         self._failure: ProtocolError | None = None
+        # Set by whatever moves a running update on (gateway/update.py); None otherwise.
+        self._activity: asyncio.Event | None = None
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -101,6 +108,12 @@ class DeviceSession(asyncio.Protocol):
         self.ping_sent_at = None
         self.last_heard_at = self._gateway.clock()
         self._run(self.connection.receive_data, data)
+        if self._activity is not None:
+            self._activity.set()
+
+    def resume_writing(self) -> None:
+        if self._activity is not None:
+            self._activity.set()
 
     def eof_received(self) -> bool | None:
         self._run(self.connection.receive_eof)
@@ -115,10 +128,31 @@ class DeviceSession(asyncio.Protocol):
             if not future.done():
                 future.set_exception(DeviceOffline("Device went offline"))
         self._waiters.clear()
+        self.drive(self.connection.closed)  # a running update fails, and says so
+        if self._activity is not None:
+            self._activity.set()
         if self.device_id is not None and self._live is not None:
             self._gateway.device_offline(self.device_id, self)
 
     # -- driving the core -----------------------------------------------------------------
+
+    def drive(self, step: Callable[..., None], *args: object) -> None:
+        """Call one core method, then write its bytes and handle its events."""
+        self._run(step, *args)
+
+    def flush(self) -> None:
+        self._flush()
+
+    @property
+    def write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+
+    def watch_activity(self) -> asyncio.Event:
+        self._activity = asyncio.Event()
+        return self._activity
+
+    def stop_watching_activity(self) -> None:
+        self._activity = None
 
     def _run(self, step: Callable[..., None], *args: object) -> None:
         """Call one core method, then write its bytes and handle its events."""
@@ -190,6 +224,15 @@ class DeviceSession(asyncio.Protocol):
             future = self._waiters.pop(event.token, None)
             if future is not None and not future.done():
                 future.set_result(event)
+        elif isinstance(event, UpdateAccepted):
+            mode = "fast OTA" if event.fast else "one chunk at a time"
+            log.info("device %s takes the update (%s)", self.device_id, mode)
+        elif isinstance(event, UpdateFinished):
+            if event.succeeded:
+                log.info("device %s took the update; it applies it and restarts", self.device_id)
+                self._closing = True  # the restart that follows is no failure to record
+            else:
+                log.warning("update of device %s failed: %s", self.device_id, event.failure)
         elif isinstance(event, GoodbyeReceived):
             # The device leaves on purpose (sleep, reset, `cyan doctor` done): the close that
             # follows is no failure to record.
@@ -242,6 +285,10 @@ class DeviceSession(asyncio.Protocol):
                 for name, code in description.variables.items()
             }
             live = replace(live, variables=self._gateway.shared(variables))
+        modules = (description.system or {}).get("m")
+        if isinstance(modules, list):
+            found = tuple(m for m in modules if isinstance(m, dict))
+            live = replace(live, modules=found, system_version=system_version_of(found))
         self._live = live
         self._gateway.device_described(self, description)
 
@@ -277,46 +324,10 @@ class DeviceSession(asyncio.Protocol):
     def is_online(self) -> bool:
         return self._live is not None and not self._closing
 
-    async def _request(
-        self, start: Callable[..., int], timeout_s: float, *args: object
-    ) -> ResponseReceived:
-        if not self.is_online:
-            raise DeviceOffline("Device is offline")
-        try:
-            token = start(*args)
-        except NoTokenFree as exc:
-            raise DeviceBusy("Too many requests are waiting for this device") from exc
-        future: asyncio.Future[ResponseReceived] = asyncio.get_running_loop().create_future()
-        self._waiters[token] = future
-        self._flush()
-        try:
-            return await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            raise DeviceTimedOut("Timed out.") from None
-        finally:
-            self._waiters.pop(token, None)
-            self.connection.forget(token)
-
-    async def call_function(self, name: str, argument: str, timeout_s: float) -> int:
-        reply = await self._request(self.connection.call_function, timeout_s, name, argument)
-        if reply.code != CoapCode.CHANGED:
-            raise CloudError(f"The device refused the call ({format_code(reply.code)})")
-        try:
-            return payloads.decode_function_result(reply.payload)
-        except ProtocolError as exc:
-            raise CloudError(f"The device answered the call with {exc.reason}") from exc
-
-    async def get_variable(self, name: str, timeout_s: float) -> VariableValue:
-        type_code = _TYPE_CODES.get(self.live.variables.get(name, ""), payloads.VARIABLE_STRING)
-        reply = await self._request(self.connection.request_variable, timeout_s, name)
-        if reply.code == CoapCode.NOT_FOUND:
-            raise VariableNotFound("Variable not found")
-        if reply.code != CoapCode.CONTENT:
-            raise CloudError(f"The device refused the variable read ({format_code(reply.code)})")
-        try:
-            return payloads.decode_variable(type_code, reply.payload)
-        except ProtocolError as exc:
-            raise CloudError(f"The device answered with {exc.reason}") from exc
+    async def flash(
+        self, data: bytes, options: FlashOptions, on_progress: Callable[[UpdateProgress], None]
+    ) -> None:
+        await run_update(self, data, options, on_progress)
 
     async def signal(self, on: bool, timeout_s: float) -> None:
         await self._request(self.connection.signal, timeout_s, on)

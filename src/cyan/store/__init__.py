@@ -1,4 +1,5 @@
-"""Cyan's database: users, access tokens and devices, on SQLite or PostgreSQL."""
+"""Cyan's database: users, access tokens, devices, failures and updates, on SQLite or
+PostgreSQL."""
 
 from cyan.store.accounts import (
     AccountError,
@@ -12,6 +13,7 @@ from cyan.store.errors import StoreError
 from cyan.store.records import (
     ConnectionFailure,
     DeviceRecord,
+    FirmwareUpdateRecord,
     PresenceUpdate,
     Registration,
     SessionUpdate,
@@ -28,6 +30,7 @@ __all__ = [
     "ClaimOutcome",
     "ConnectionFailure",
     "DeviceRecord",
+    "FirmwareUpdateRecord",
     "PresenceUpdate",
     "Registration",
     "SessionUpdate",

@@ -11,7 +11,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cyan.store.records import ConnectionFailure, DeviceRecord, UserRecord
+from cyan.store.records import (
+    ConnectionFailure,
+    DeviceRecord,
+    FirmwareUpdateRecord,
+    UserRecord,
+)
 
 # Explicit constraint names, so a later migration can drop or alter a constraint
 # by name on every dialect (SQLite otherwise leaves them anonymous).
@@ -110,6 +115,8 @@ class Device(Base):
     variables: Mapped[dict[str, str]] = mapped_column(sa.JSON, nullable=False, default=dict)
     notes: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
+    # The "m" list of the device's last system describe: its firmware modules.
+    modules: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, nullable=True)
 
     def to_record(self) -> DeviceRecord:
         return DeviceRecord(
@@ -129,6 +136,7 @@ class Device(Base):
             variables=dict(self.variables),
             notes=self.notes,
             created_at=self.created_at,
+            modules=tuple(self.modules or ()),
         )
 
 
@@ -180,4 +188,45 @@ class ConnectionFailureRow(Base):
             device_id=self.device_id,
             stage=self.stage,
             reason=self.reason,
+        )
+
+
+class FirmwareUpdate(Base):
+    """One over-the-air update: what was sent to which device, and how it ended."""
+
+    __tablename__ = "firmware_updates"
+
+    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
+    # No foreign key: the record of an update outlives a device removed afterwards.
+    device_id: Mapped[str] = mapped_column(sa.String(24), nullable=False, index=True)
+    file_name: Mapped[str] = mapped_column(sa.String(255), nullable=False)
+    # The binary waits in the data directory until the update ends; None once removed.
+    file_path: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    size: Mapped[int] = mapped_column(sa.Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(sa.String(64), nullable=False)
+    module: Mapped[str] = mapped_column(sa.Text, nullable=False)
+    state: Mapped[str] = mapped_column(sa.String(16), nullable=False, index=True)
+    fast: Mapped[bool | None] = mapped_column(sa.Boolean, nullable=True)
+    bytes_sent: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    chunks_resent: Mapped[int] = mapped_column(sa.Integer, nullable=False, default=0)
+    failure: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    def to_record(self) -> FirmwareUpdateRecord:
+        return FirmwareUpdateRecord(
+            id=self.id,
+            device_id=self.device_id,
+            file_name=self.file_name,
+            file_path=self.file_path,
+            size=self.size,
+            sha256=self.sha256,
+            module=self.module,
+            state=self.state,
+            fast=self.fast,
+            bytes_sent=self.bytes_sent,
+            chunks_resent=self.chunks_resent,
+            failure=self.failure,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
         )

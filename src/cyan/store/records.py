@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,8 @@ class DeviceRecord:
     variables: dict[str, str]
     notes: str | None
     created_at: datetime
+    # The modules of its last system describe ("m" entries), newest known firmware.
+    modules: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class SessionUpdate:
     functions: tuple[str, ...] | None = None
     variables: dict[str, str] | None = None
     system_firmware_version: str | None = None
+    modules: tuple[dict[str, Any], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,3 +79,26 @@ class ConnectionFailure:
     device_id: str | None  # None when the connection never named a device
     stage: str
     reason: str
+
+
+# What an update's state can be: sending until the device answers UpdateDone, then
+# succeeded (it applies the firmware and restarts) or failed (it keeps the old one).
+UPDATE_SENDING, UPDATE_SUCCEEDED, UPDATE_FAILED = "sending", "succeeded", "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class FirmwareUpdateRecord:
+    id: int
+    device_id: str
+    file_name: str
+    file_path: str | None
+    size: int
+    sha256: str
+    module: str  # what it is, in words: "user part 1 v3 for the Photon"
+    state: str
+    fast: bool | None
+    bytes_sent: int
+    chunks_resent: int
+    failure: str | None
+    started_at: datetime
+    finished_at: datetime | None

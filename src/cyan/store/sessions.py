@@ -79,6 +79,11 @@ class SessionWrites:
             for u in updates
             if u.system_firmware_version is not None
         ]
+        modules = [
+            {"b_id": u.device_id, "b_modules": [dict(m) for m in u.modules]}
+            for u in updates
+            if u.modules is not None
+        ]
         table = cast(sa.Table, Device.__table__)
         by_id = table.c.id == sa.bindparam("b_id")
         async with self._transaction("record_sessions") as session:
@@ -115,6 +120,13 @@ class SessionWrites:
                     .where(by_id)
                     .values(system_firmware_version=sa.bindparam("b_system")),
                     systems,
+                )
+            if modules:
+                await connection.execute(
+                    sa.update(table)
+                    .where(by_id)
+                    .values(modules=sa.bindparam("b_modules", type_=table.c.modules.type)),
+                    modules,
                 )
 
     async def _existing_device(self, session: AsyncSession, device_id: str) -> Device:

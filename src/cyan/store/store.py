@@ -25,6 +25,7 @@ from cyan.store.failures import FailureLog
 from cyan.store.models import AccessToken, Device, DeviceKey, User, utcnow
 from cyan.store.records import DeviceRecord, UserRecord
 from cyan.store.sessions import SessionWrites
+from cyan.store.updates import UpdateLog
 from cyan.store.validation import aware, device_id_or_error, lookup_id
 
 T = TypeVar("T")
@@ -42,7 +43,7 @@ def _reason(exc: BaseException) -> str:
     return str(exc)
 
 
-class Store(SessionWrites, DeviceWrites, Accounts, FailureLog):
+class Store(SessionWrites, DeviceWrites, Accounts, FailureLog, UpdateLog):
     """Open with ``await Store.open(url)``; close with ``await store.close()``."""
 
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
