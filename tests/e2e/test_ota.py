@@ -19,10 +19,9 @@ from cyan.device import VirtualDevice
 from cyan.device.updater import OtaFaults
 from cyan.firmware import parse_module
 from tests.firmware.samples import system_part, tinker_binary, user_part
+from tests.flashing import UPDATE_BOUND_S, device_detail, finished_update
 from tests.sse import SseReader
 from tests.system import Cloud, eventually, running_cloud
-
-UPDATE_BOUND_S = 60.0  # a hang bound, not a speed check
 
 
 @pytest.fixture
@@ -35,27 +34,6 @@ async def flash(cloud: Cloud, device_id: str, data: bytes, name: str = "app.bin"
     """PUT multipart, as particle-cli sends it: part file (a full path) and part latest."""
     files = {"file": (f"/home/someone/{name}", data, "application/octet-stream")}
     return await cloud.http.put(f"/v1/devices/{device_id}", files=files, data={"latest": "true"})
-
-
-async def ota_of(cloud: Cloud, device_id: str) -> dict[str, Any]:
-    reply = await cloud.http.get(f"/v1/devices/{device_id}")
-    assert reply.status_code == 200, reply.text
-    body: dict[str, Any] = reply.json()
-    return body
-
-
-async def finished(cloud: Cloud, device_id: str) -> dict[str, Any]:
-    """The device detail once its update ended (succeeded or failed)."""
-    found: dict[str, Any] = {}
-
-    async def ended() -> bool:
-        nonlocal found
-        found = await ota_of(cloud, device_id)
-        ota = found["cyan_ota"]
-        return ota is not None and ota["state"] != "sending"
-
-    await eventually(ended, UPDATE_BOUND_S, "the update to end")
-    return found
 
 
 async def back_online(cloud: Cloud, device: VirtualDevice, connects_before: int) -> None:
@@ -86,8 +64,7 @@ async def test_a_user_part_goes_over_the_air_and_the_device_reports_it(cloud: Cl
                 statuses.append(event.data["data"])
                 assert event.data["coreid"] == device.device_id
     assert statuses == ["started", "success"]
-    detail = await finished(cloud, device.device_id)
-    ota = detail["cyan_ota"]
+    ota = await finished_update(cloud, device.device_id)
     assert ota["state"] == "succeeded"
     assert ota["bytes_sent"] == ota["total_bytes"] == len(binary)
     assert ota["fast"] is True
@@ -103,7 +80,7 @@ async def test_a_user_part_goes_over_the_air_and_the_device_reports_it(cloud: Cl
         10,
         "the new user part in the describe",
     )
-    firmware = (await ota_of(cloud, device.device_id))["cyan_firmware"]
+    firmware = (await device_detail(cloud, device.device_id))["cyan_firmware"]
     assert firmware["app_hash"] == module.sha256.hex().upper()
     assert {"module": "user part 1", "version": 6, "sha256": firmware["app_hash"]} in firmware[
         "modules"
@@ -122,7 +99,7 @@ async def test_particles_own_tinker_binary_flashes(cloud: Cloud) -> None:
     await cloud.online(device)
     reply = await flash(cloud, device.device_id, tinker_binary("photon"), "tinker.bin")
     assert reply.status_code == 200, reply.text
-    assert (await finished(cloud, device.device_id))["cyan_ota"]["state"] == "succeeded"
+    assert (await finished_update(cloud, device.device_id))["state"] == "succeeded"
 
 
 async def test_a_system_part_changes_the_reported_device_os(cloud: Cloud) -> None:
@@ -133,7 +110,7 @@ async def test_a_system_part_changes_the_reported_device_os(cloud: Cloud) -> Non
     binary = system_part(1, body=b"\x11" * (256 * 1024 - 600))
     reply = await flash(cloud, device.device_id, binary, "system-part1-2.3.1-photon.bin")
     assert reply.status_code == 200, reply.text
-    assert (await finished(cloud, device.device_id))["cyan_ota"]["state"] == "succeeded"
+    assert (await finished_update(cloud, device.device_id))["state"] == "succeeded"
     await back_online(cloud, device, connects)
     modules = {(m["f"], m["n"]): m["v"] for m in device.app.firmware.system_describe()["m"]}
     assert modules[("s", "1")] == 2302
@@ -160,7 +137,7 @@ async def test_bad_binaries_are_refused_before_anything_is_sent(
     body = reply.json()
     assert body["ok"] is False
     assert reason in body["error"]
-    assert (await ota_of(cloud, device.device_id))["cyan_ota"] is None
+    assert (await device_detail(cloud, device.device_id))["cyan_ota"] is None
     assert device.status.connected
 
 
@@ -175,7 +152,7 @@ async def test_lost_chunks_are_sent_again_and_the_update_finishes(cloud: Cloud) 
     await cloud.online(device)
     reply = await flash(cloud, device.device_id, user_part(b"\x33" * 100_000))
     assert reply.status_code == 200, reply.text
-    ota = (await finished(cloud, device.device_id))["cyan_ota"]
+    ota = await finished_update(cloud, device.device_id)
     assert ota["state"] == "succeeded", ota
     assert ota["chunks_resent"] > 0
 
@@ -185,7 +162,7 @@ async def test_a_device_without_fast_ota_gets_one_chunk_at_a_time(cloud: Cloud) 
     await cloud.online(device)
     reply = await flash(cloud, device.device_id, user_part(b"\x44" * 30_000))
     assert reply.status_code == 200, reply.text
-    ota = (await finished(cloud, device.device_id))["cyan_ota"]
+    ota = await finished_update(cloud, device.device_id)
     assert (ota["state"], ota["fast"]) == ("succeeded", False)
     assert ota["chunks_resent"] > 0
 
@@ -196,7 +173,7 @@ async def test_a_device_that_drops_off_mid_update_keeps_its_firmware(cloud: Clou
     before = device.app.firmware.system_describe()
     reply = await flash(cloud, device.device_id, user_part(b"\x55" * 60_000))
     assert reply.status_code == 200, reply.text
-    ota = (await finished(cloud, device.device_id))["cyan_ota"]
+    ota = await finished_update(cloud, device.device_id)
     assert ota["state"] == "failed"
     assert "disconnected" in ota["failure"]
     assert 0 < ota["bytes_sent"] < ota["total_bytes"]
@@ -204,7 +181,7 @@ async def test_a_device_that_drops_off_mid_update_keeps_its_firmware(cloud: Clou
     assert device.app.firmware.system_describe() == before
     # Flashed again, it takes it.
     assert (await flash(cloud, device.device_id, user_part(b"\x55" * 60_000))).status_code == 200
-    assert (await finished(cloud, device.device_id))["cyan_ota"]["state"] == "succeeded"
+    assert (await finished_update(cloud, device.device_id))["state"] == "succeeded"
 
 
 async def test_a_module_the_device_refuses_fails_and_the_old_firmware_stays(cloud: Cloud) -> None:
@@ -215,7 +192,7 @@ async def test_a_module_the_device_refuses_fails_and_the_old_firmware_stays(clou
     # has neither, and its validation says so (a user part's dependencies it does not check).
     reply = await flash(cloud, device.device_id, system_part(2, body=b"\x66" * 5000))
     assert reply.status_code == 200, reply.text
-    ota = (await finished(cloud, device.device_id))["cyan_ota"]
+    ota = await finished_update(cloud, device.device_id)
     assert ota["state"] == "failed"
     assert "module validation result -1340" in ota["failure"]
     assert device.app.firmware.system_describe() == before
@@ -224,9 +201,10 @@ async def test_a_module_the_device_refuses_fails_and_the_old_firmware_stays(clou
 async def test_calls_during_an_update_are_answered_and_a_second_update_waits(
     cloud: Cloud,
 ) -> None:
-    device = await cloud.add_device()
+    # Chunk by chunk and 250 KB: long enough for calls to land in the middle of it.
+    device = await cloud.add_device(ota_faults=OtaFaults(slow_ota=True))
     await cloud.online(device)
-    binary = user_part(b"\x77" * 120_000)
+    binary = system_part(1, body=b"\x77" * 250_000)
     assert (await flash(cloud, device.device_id, binary)).status_code == 200
     second = await flash(cloud, device.device_id, binary)
     assert second.status_code == 409
@@ -236,9 +214,12 @@ async def test_calls_during_an_update_are_answered_and_a_second_update_waits(
         for _ in range(5)
     ]
     replies = await asyncio.gather(*calls)
+    job = cloud.node.flasher.job(device.device_id)
+    assert job is not None, "the update ended before the calls: they did not test it"
+    assert 0 < job.progress.bytes_sent < job.progress.total_bytes
     assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
     assert all(r.json()["return_value"] in (0, 1) for r in replies)
-    assert (await finished(cloud, device.device_id))["cyan_ota"]["state"] == "succeeded"
+    assert (await finished_update(cloud, device.device_id))["state"] == "succeeded"
 
 
 async def test_an_offline_device_cannot_be_flashed(cloud: Cloud) -> None:

@@ -10,17 +10,20 @@ from typing import Annotated
 import typer
 
 from cyan.cli.admin import device_add, device_list
+from cyan.cli.flash import device_flash
 from cyan.cli.output import console, fail, reports_errors, setup_logging
 from cyan.cli.serve import _use_uvloop
 from cyan.cli.why import device_why
 from cyan.device import PROFILES, DeviceOptions, KeyStore, VirtualDevice
 from cyan.device.faults import Fault, apply_fault
 from cyan.device.resolver import parse_dns_choice
+from cyan.device.updater import OtaFaults
 
 device_app = typer.Typer(help="Register, list and run devices.", no_args_is_help=True)
 device_app.command("add")(device_add)
 device_app.command("list")(device_list)
 device_app.command("why")(device_why)
+device_app.command("flash")(device_flash)
 
 
 @device_app.command("run")
@@ -64,6 +67,27 @@ def device_run(
     stall_handshakes: Annotated[
         int, typer.Option(help="Ignore the server's nonce on the first N attempts.")
     ] = 0,
+    drop_chunks: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Lose this share of over-the-air update chunks (0.05: one in twenty).",
+        ),
+    ] = 0.0,
+    disconnect_during_ota: Annotated[
+        bool,
+        typer.Option(
+            "--disconnect-during-ota",
+            help="Lose the connection halfway through the first update (it keeps its firmware).",
+        ),
+    ] = False,
+    slow_ota: Annotated[
+        bool,
+        typer.Option(
+            "--slow-ota", help="Offer no fast OTA: the server waits for every chunk's answer."
+        ),
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a virtual Photon with Tinker. It reconnects by itself until you press Ctrl-C.
@@ -71,6 +95,10 @@ def device_run(
     It runs no ARM code: it answers Tinker's functions and variables in Python. It re-reads
     its key directory after each failed attempt, as a Photon does when it restarts, so a
     repaired key directory takes effect without restarting it.
+
+    Over-the-air updates are received and checked as a Photon checks them (platform, slot,
+    dependencies, CRC); an accepted one is recorded in the key directory (firmware.json)
+    and reported after the restart, while the device keeps running Tinker.
     """
     setup_logging(verbose)
     if firmware not in PROFILES:
@@ -93,6 +121,7 @@ def device_run(
             dns_server=dns_server,
             dns_fallback=dns_fallback,
             stall_handshakes=stall_handshakes,
+            ota_faults=OtaFaults(drop_chunks, disconnect_during_ota, slow_ota),
         ),
     )
     console.print(f"virtual device [bold]{keystore.device_id}[/] (Device OS {firmware})")

@@ -1,4 +1,5 @@
-"""What the router asks of a connected device and waits for: function calls, variables.
+"""What the router asks of a connected device: function calls and variables it waits for,
+and events to deliver where the device subscribed.
 
 Mixed into ``DeviceSession`` (session.py), which owns the connection and its waiters;
 kept apart so that the session file holds the connection's life and this one the
@@ -17,8 +18,8 @@ from cyan.cloud.errors import (
     DeviceTimedOut,
     VariableNotFound,
 )
-from cyan.cloud.types import VARIABLE_TYPE_NAMES, LiveDevice, VariableValue
-from cyan.protocol import NoTokenFree, ProtocolError, ServerConnection, payloads
+from cyan.cloud.types import VARIABLE_TYPE_NAMES, CloudEvent, LiveDevice, VariableValue
+from cyan.protocol import NoTokenFree, ProtocolError, ServerConnection, messages, payloads
 from cyan.protocol.coap import CoapCode, format_code
 from cyan.protocol.events import ResponseReceived
 
@@ -30,7 +31,9 @@ class DeviceRequests:
 
     # Provided by DeviceSession.
     connection: ServerConnection
+    owner_id: int | None
     _waiters: dict[int, asyncio.Future[ResponseReceived]]
+    _subscriptions: list[messages.SubscriptionInfo]
 
     @property
     def is_online(self) -> bool:
@@ -41,6 +44,9 @@ class DeviceRequests:
         raise NotImplementedError
 
     def _flush(self) -> None:
+        raise NotImplementedError
+
+    def fail(self, error: ProtocolError) -> None:
         raise NotImplementedError
 
     async def _request(
@@ -83,3 +89,33 @@ class DeviceRequests:
             return payloads.decode_variable(type_code, reply.payload)
         except ProtocolError as exc:
             raise CloudError(f"The device answered with {exc.reason}") from exc
+
+    def deliver_event(self, event: CloudEvent) -> None:
+        if not self.is_online or not self._matches(event):
+            return
+        try:
+            self.connection.send_event(
+                messages.EventInfo(
+                    event.name,
+                    event.data.encode() if event.data is not None else None,
+                    event.ttl,
+                    event.public,
+                )
+            )
+        except ProtocolError as error:
+            self.fail(error)
+            return
+        self._flush()
+
+    def _matches(self, event: CloudEvent) -> bool:
+        for sub in self._subscriptions:
+            if not event.name.startswith(sub.prefix):
+                continue
+            if sub.device_id is not None and sub.device_id != event.device_id:
+                continue
+            if sub.my_devices:
+                if self.owner_id is not None and event.owner_id == self.owner_id:
+                    return True
+            elif event.public:
+                return True
+        return False

@@ -147,12 +147,18 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
     def write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() if self._transport is not None else 0
 
-    def watch_activity(self) -> asyncio.Event:
+    def watch_activity(self, write_window_bytes: int) -> asyncio.Event:
+        """An event set whenever the device sends or the socket drains below a quarter of
+        ``write_window_bytes``, until ``stop_watching_activity``."""
         self._activity = asyncio.Event()
+        if self._transport is not None:
+            self._transport.set_write_buffer_limits(write_window_bytes, write_window_bytes // 4)
         return self._activity
 
     def stop_watching_activity(self) -> None:
         self._activity = None
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.set_write_buffer_limits()  # asyncio's defaults again
 
     def _run(self, step: Callable[..., None], *args: object) -> None:
         """Call one core method, then write its bytes and handle its events."""
@@ -334,38 +340,8 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         if self._live is not None:
             self._live = replace(self._live, signaling=on)
 
-    def deliver_event(self, event: CloudEvent) -> None:
-        if not self.is_online or not self._matches(event):
-            return
-        try:
-            self.connection.send_event(
-                messages.EventInfo(
-                    event.name,
-                    event.data.encode() if event.data is not None else None,
-                    event.ttl,
-                    event.public,
-                )
-            )
-        except ProtocolError as error:
-            self.fail(error)
-            return
-        self._flush()
-
     def set_owner(self, owner_id: int | None) -> None:
         self.owner_id = owner_id
-
-    def _matches(self, event: CloudEvent) -> bool:
-        for sub in self._subscriptions:
-            if not event.name.startswith(sub.prefix):
-                continue
-            if sub.device_id is not None and sub.device_id != event.device_id:
-                continue
-            if sub.my_devices:
-                if self.owner_id is not None and event.owner_id == self.owner_id:
-                    return True
-            elif event.public:
-                return True
-        return False
 
     # -- timers, checked by the gateway's sweep -------------------------------------------
 

@@ -192,6 +192,11 @@ class UpdateSender:
         return "chunk"
 
     @property
+    def chunks_waiting(self) -> int:
+        """Chunks queued to go out now (fast mode; slow mode sends one at a time)."""
+        return len(self._queue) if self.state is SenderState.SENDING else 0
+
+    @property
     def in_flight(self) -> int | None:
         return self._in_flight
 
