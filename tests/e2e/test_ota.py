@@ -7,6 +7,7 @@ Every part is real: uvicorn on loopback, the gateway, the store, the virtual dev
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from cyan.cloud.flash import STOPPED
-from cyan.device import VirtualDevice
+from cyan.device import PROFILES, VirtualDevice
 from cyan.device.updater import OtaFaults
 from cyan.firmware import parse_module
 from tests.firmware.samples import system_part, tinker_binary, user_part
@@ -92,6 +93,26 @@ async def test_a_user_part_goes_over_the_air_and_the_device_reports_it(cloud: Cl
 def live_modules(cloud: Cloud, device: VirtualDevice) -> tuple[dict[str, Any], ...]:
     live = cloud.node.router.live(device.device_id)
     return live.modules if live is not None else ()
+
+
+async def test_the_chunk_size_the_device_announces_is_used(cloud: Cloud) -> None:
+    # Device OS sends spark/hardware/ota_chunk_size on connect; this one takes 256.
+    events = (("spark/hardware/ota_chunk_size", "256"),)
+    profile = dataclasses.replace(PROFILES["2.3.1"], connect_events=events)
+    device = await cloud.add_device(profile=profile)
+    await cloud.online(device)
+    await eventually(
+        lambda: (
+            (live := cloud.node.router.live(device.device_id)) is not None
+            and live.ota_chunk_bytes == 256
+        ),
+        10,
+        "the announced chunk size",
+    )
+    assert (await flash(cloud, device.device_id, user_part(b"\x12" * 3000))).status_code == 200
+    assert (await finished_update(cloud, device.device_id))["state"] == "succeeded"
+    assert device.app.updater.last_params is not None
+    assert device.app.updater.last_params.chunk_bytes == 256
 
 
 async def test_particles_own_tinker_binary_flashes(cloud: Cloud) -> None:

@@ -123,7 +123,7 @@ def test_kill_9_mid_update_leaves_a_failed_update_and_no_binary(
         timeout=10,
     )
     assert reply.status_code == 200, reply.text
-    wait_for_line(device_log, "update: 250456 bytes coming")
+    wait_for_line(device_log, "update: 250456 bytes coming in chunks of 512")
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
     assert list((server.data / "updates").iterdir()) != []  # the binary waited there

@@ -46,6 +46,8 @@ class LiveDevice:
     signaling: bool = False
     # The "m" entries of its system describe: the firmware modules it runs.
     modules: tuple[dict[str, Any], ...] = ()
+    # The OTA chunk size it announced (spark/hardware/ota_chunk_size), if it did.
+    ota_chunk_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

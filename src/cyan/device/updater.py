@@ -27,6 +27,7 @@ from cyan.protocol.events import (
     UpdateBeginRequested,
     UpdateDoneRequested,
 )
+from cyan.protocol.ota import UpdateParams
 
 log = logging.getLogger("cyan.device")
 
@@ -56,6 +57,7 @@ class Updater:
         # Seeded by the device, so a given device loses the same chunks each run.
         self._random = random.Random(name)
         self._disconnect_armed = faults.disconnect_during_ota
+        self.last_params: UpdateParams | None = None  # what the last UpdateBegin announced
 
     def handle(self, connection: DeviceConnection, event: Event) -> UpdateOutcome | None:
         if isinstance(event, UpdateBeginRequested):
@@ -65,8 +67,15 @@ class Updater:
                 connection.refuse_update(event)
                 return None
             connection.accept_update(event, fast=not self.faults.slow_ota)
+            self.last_params = params
             mode = "fast OTA" if connection.update and connection.update.fast else "slow OTA"
-            log.info("[%s] update: %d bytes coming (%s)", self.name, params.file_bytes, mode)
+            log.info(
+                "[%s] update: %d bytes coming in chunks of %d (%s)",
+                self.name,
+                params.file_bytes,
+                params.chunk_bytes,
+                mode,
+            )
         elif isinstance(event, ChunkArrived):
             return self._chunk(connection, event)
         elif isinstance(event, UpdateDoneRequested):

@@ -28,7 +28,7 @@ from cyan.diagnose import diagnose
 from cyan.gateway.requests import DeviceRequests
 from cyan.gateway.update import run_update
 from cyan.gateway.versions import system_version_of
-from cyan.protocol import ProtocolError, ServerConnection, Stage, messages, payloads
+from cyan.protocol import ProtocolError, ServerConnection, Stage, messages, ota, payloads
 from cyan.protocol.events import (
     DescribeReceived,
     DeviceIdentified,
@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from cyan.gateway.server import Gateway
 
 log = logging.getLogger("cyan.gateway")
+
+OTA_CHUNK_SIZE_EVENT = "spark/hardware/ota_chunk_size"
 
 
 class DeviceSession(DeviceRequests, asyncio.Protocol):
@@ -301,6 +303,11 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
     def _published(self, info: messages.EventInfo) -> None:
         if self.device_id is None:
             return
+        if info.name == OTA_CHUNK_SIZE_EVENT and info.data and self._live is not None:
+            # Device OS announces the chunk size it takes; updates use it (protocol.md §7).
+            size = int(info.data) if info.data.isdigit() else 0
+            if 0 < size <= ota.MAX_CHUNK_BYTES:
+                self._live = replace(self._live, ota_chunk_bytes=size)
         if info.name == messages.CLAIM_CODE_EVENT and info.data:
             self._gateway.spawn(
                 self._gateway.redeem_claim_code(

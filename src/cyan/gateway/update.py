@@ -52,11 +52,11 @@ async def run_update(
     if not session.is_online:
         raise DeviceOffline("Device is offline")
     connection = session.connection
+    # The size the device announced on connect, else the Photon's 512.
+    chunk_bytes = session.live.ota_chunk_bytes or options.chunk_bytes
     try:
         sender = connection.start_update(
-            data,
-            chunk_bytes=options.chunk_bytes,
-            offer_fast=options.offer_fast,
+            data, chunk_bytes=chunk_bytes, offer_fast=options.offer_fast
         )
     except UpdateBusy as exc:
         raise UpdateInProgress("An update is already in progress for this device") from exc
@@ -74,7 +74,7 @@ async def run_update(
                 )
                 break
             room = WRITE_WINDOW_BYTES - session.write_buffer_size
-            chunks = max(0, room // (options.chunk_bytes + CHUNK_OVERHEAD_BYTES))
+            chunks = max(0, room // (chunk_bytes + CHUNK_OVERHEAD_BYTES))
             session.drive(connection.pump_update, now, chunks)
             on_progress(progress_of(sender))
             if sender.finished:
