@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,12 +22,25 @@ from cyan.cloud.flash import Flasher
 from cyan.cloud.router import Router
 from cyan.datadir import load_or_create_server_key, prepare
 from cyan.device import DeviceOptions, KeyStore, VirtualDevice
+from cyan.errors import CyanError
 from cyan.gateway import Gateway
 from cyan.protocol import crypto
 from cyan.settings import ADMIN_USERNAME, Settings
 from cyan.store import Store
 
 log = logging.getLogger("cyan.node")
+
+
+class CannotListen(CyanError):
+    """A port this node needs is taken, or the address is not this machine's."""
+
+
+def _cannot_listen(what: str, option: str, host: str, port: int, exc: OSError) -> CannotListen:
+    return CannotListen(
+        f"cannot listen for {what} on {host}:{port}: {exc.strerror or exc}",
+        fix=f"Stop what holds the port (another cyan serve?) or pick another with {option}.",
+    )
+
 
 DEMO_DIR = "demo-devices"
 
@@ -68,10 +82,21 @@ class Node:
         self.gateway = Gateway(
             settings=gateway_settings, server_key=server_key, store=self.store, router=self.router
         )
-        await self.gateway.start()
+        try:
+            await self.gateway.start()
+        except OSError as exc:
+            await self.store.close()
+            host, port = gateway_settings.host, gateway_settings.port
+            raise _cannot_listen("devices", "--device-port", host, port, exc) from exc
         self.flasher = Flasher(self.router, self.store, self.settings.data_dir)
         await self.flasher.recover()
-        await self._start_api()
+        try:
+            await self._start_api()
+        except OSError as exc:
+            await self.gateway.stop()
+            await self.store.close()
+            host, port = self.settings.api.host, self.settings.api.port
+            raise _cannot_listen("the API", "--api-port", host, port, exc) from exc
         if self.demo_devices:
             await self._start_demo_devices(self.demo_devices)
 
@@ -98,8 +123,12 @@ class Node:
             lifespan="off",
             timeout_graceful_shutdown=1,
         )
+        # Bound here, not by uvicorn: uvicorn answers a taken port with sys.exit(1).
+        api = self.settings.api
+        family = socket.AF_INET6 if ":" in api.host else socket.AF_INET
+        listening = socket.create_server((api.host, api.port), family=family, backlog=1024)
         self._api = _EmbeddedApiServer(config)
-        task = asyncio.create_task(self._api.serve(), name="api")
+        task = asyncio.create_task(self._api.serve(sockets=[listening]), name="api")
         self._tasks.append(task)
         while not self._api.started:
             if task.done():

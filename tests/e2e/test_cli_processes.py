@@ -153,3 +153,26 @@ def test_device_list_shows_registered_devices(tmp_path: Path) -> None:
     again = cyan("keys", "new", "--out", str(keys_dir), data_dir=data, check=False)
     assert again.returncode == 1
     assert "already holds a device key" in again.stderr
+
+
+def test_a_port_in_use_is_an_error_with_a_fix_not_a_traceback(
+    tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+) -> None:
+    device_port, api_port = free_port(), free_port()
+    ports = ["--host", "127.0.0.1", "--device-port", str(device_port), "--api-port", str(api_port)]
+    log = tmp_path / "first.log"
+    processes.append(start(["serve", *ports], tmp_path / "first", log))
+    deadline = time.monotonic() + BOUND_S
+    while "Cyan is running" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline, "the first server did not start"
+        time.sleep(0.1)
+    for taken, option in (
+        (ports, "--device-port"),
+        ([*ports[:3], str(free_port()), *ports[4:]], "--api-port"),
+    ):
+        second = cyan("serve", *taken, data_dir=tmp_path / "second", check=False)
+        said = " ".join(second.stderr.split())
+        assert second.returncode == 1, said
+        assert "Traceback" not in said
+        assert "cannot listen for" in said
+        assert f"pick another with {option}" in said

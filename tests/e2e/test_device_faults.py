@@ -15,23 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli_processes import BOUND_S, cyan, new_registered_device, processes, start
-from tests.net import free_port
+from tests.e2e.served import LOOPBACK, Served, wait_for_line
+from tests.e2e.test_cli_processes import BOUND_S, cyan, processes
 
 __all__ = ["processes"]  # the fixture, imported for its name
-
-LOOPBACK = "127.0.0.1"
-
-
-def wait_for_line(log: Path, text: str) -> str:
-    """The log's text once it says ``text``; Rich's line wrapping undone."""
-    deadline = time.monotonic() + BOUND_S
-    while time.monotonic() < deadline:
-        content = " ".join(log.read_text().split()) if log.exists() else ""
-        if text in content:
-            return content
-        time.sleep(0.1)
-    raise AssertionError(f"{log.name} never said {text!r}:\n{content}")
 
 
 def why(device_id: str, data: Path) -> dict[str, str | None]:
@@ -44,18 +31,12 @@ def why(device_id: str, data: Path) -> dict[str, str | None]:
 def test_each_fault_switch_fails_at_its_stage_and_the_printed_fix_repairs_it(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    data = tmp_path / "data"
-    port = free_port()
-    serve = ["serve", "--host", LOOPBACK, "--device-port", str(port), "--api-port", "0"]
-    processes.append(start(serve, data, tmp_path / "serve.log"))
-    wait_for_line(tmp_path / "serve.log", "Cyan is running")
+    served = Served(tmp_path, processes)
+    data, port = served.data, served.device_port
 
     def device(name: str, *run_args: str, host: str = LOOPBACK) -> tuple[str, Path, Path]:
-        keys_dir, log = tmp_path / name, tmp_path / f"{name}.log"
-        args = ("--server-host", host, "--server-port", str(port))
-        device_id = new_registered_device(keys_dir, name, data, *args)
-        processes.append(start(["device", "run", "--keys", str(keys_dir), *run_args], data, log))
-        return device_id, keys_dir, log
+        running = served.device(name, *run_args, host=host, connected=False)
+        return running.device_id, running.keys_dir, running.log
 
     # --dns none: the seed thread's Photon. The device names it; the server saw nothing (and
     # says so, before other broken devices on this address make that a guess).
@@ -120,20 +101,14 @@ def test_bad_fault_switches_are_refused_plainly(
 def test_a_stopped_device_says_goodbye_and_leaves_no_failure(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    data = tmp_path / "data"
-    port = free_port()
-    serve = ["serve", "--host", LOOPBACK, "--device-port", str(port), "--api-port", "0"]
-    processes.append(start(serve, data, tmp_path / "serve.log"))
-    wait_for_line(tmp_path / "serve.log", "Cyan is running")
-    keys_dir, log = tmp_path / "lab", tmp_path / "lab.log"
-    device_id = new_registered_device(keys_dir, "lab", data, "--server-port", str(port))
-    device = start(["device", "run", "--keys", str(keys_dir)], data, log)
-    processes.append(device)
-    wait_for_line(log, "cloud: connected")
+    served = Served(tmp_path, processes)
+    data = served.data
+    running = served.device("lab")
+    device_id, device = running.device_id, running.process
 
     device.send_signal(signal.SIGTERM)  # as `kill`, or a service manager stopping it
     assert device.wait(BOUND_S) == 0
-    wait_for_line(tmp_path / "serve.log", f"device {device_id} said goodbye")
+    wait_for_line(served.log, f"device {device_id} said goodbye")
     time.sleep(1.0)  # the gateway writes presence and failures in its 0.5 s sweep
     verdict = why(device_id, data)
     assert verdict["state"] == "silent"

@@ -10,72 +10,26 @@ from pathlib import Path
 
 import httpx
 
-from tests.e2e.test_cli_processes import BOUND_S, cyan, new_registered_device, processes, start
-from tests.e2e.test_device_faults import wait_for_line
+from tests.e2e.served import Served, wait_for_line
+from tests.e2e.test_cli_processes import BOUND_S, cyan, processes
 from tests.firmware.samples import system_part, tinker_binary, user_part
-from tests.net import free_port
 
 __all__ = ["processes"]  # the fixture, imported for its name
 
-LOOPBACK = "127.0.0.1"
 
-
-class Server:
-    def __init__(self, tmp_path: Path, processes: list[subprocess.Popen[bytes]]) -> None:
-        self.data = tmp_path / "data"
-        self.log = tmp_path / "serve.log"
-        self.device_port, self.api_port = free_port(), free_port()
-        self.api = f"http://{LOOPBACK}:{self.api_port}"
-        self.processes = processes
-        self.args = [
-            "serve",
-            "--host",
-            LOOPBACK,
-            "--device-port",
-            str(self.device_port),
-            "--api-port",
-            str(self.api_port),
-        ]
-        self.process = self.start()
-
-    def start(self) -> subprocess.Popen[bytes]:
-        process = start(self.args, self.data, self.log)
-        self.processes.append(process)
-        return process
-
-    def device(self, name: str, tmp_path: Path, *run_args: str) -> tuple[str, Path]:
-        keys_dir, log = tmp_path / name, tmp_path / f"{name}.log"
-        args = ("--server-port", str(self.device_port))
-        device_id = new_registered_device(keys_dir, name, self.data, *args)
-        self.processes.append(
-            start(["device", "run", "--keys", str(keys_dir), *run_args], self.data, log)
-        )
-        wait_for_line(log, "cloud: connected")
-        return device_id, log
-
-    def flash(self, device: str, binary: Path) -> subprocess.CompletedProcess[str]:
-        return cyan(
-            "device",
-            "flash",
-            device,
-            str(binary),
-            "--api",
-            self.api,
-            data_dir=self.data,
-            check=False,
-        )
+def flash(served: Served, device: str, binary: Path) -> subprocess.CompletedProcess[str]:
+    return served.cyan("device", "flash", device, str(binary), "--api", served.api)
 
 
 def test_cyan_device_flash_follows_the_update_to_the_end(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    server = Server(tmp_path, processes)
-    wait_for_line(server.log, "Cyan is running")
-    server.device("lab", tmp_path)
+    server = Served(tmp_path, processes)
+    server.device("lab")
     app = tmp_path / "app.bin"
     app.write_bytes(user_part(b"\x21" * 60_000))
 
-    done = server.flash("lab", app)
+    done = flash(server, "lab", app)
     assert done.returncode == 0, done.stderr
     said = " ".join(done.stderr.split())
     assert "flashing app.bin (user part 1 v6 for the Photon, 60068 bytes) to lab" in said
@@ -84,7 +38,7 @@ def test_cyan_device_flash_follows_the_update_to_the_end(
 
     p1 = tmp_path / "tinker-p1.bin"
     p1.write_bytes(tinker_binary("p1"))
-    refused = server.flash("lab", p1)
+    refused = flash(server, "lab", p1)
     assert refused.returncode == 1
     assert "this binary is for the P1 (platform 8), not the Photon (platform 6)" in " ".join(
         refused.stderr.split()
@@ -94,12 +48,11 @@ def test_cyan_device_flash_follows_the_update_to_the_end(
 def test_cyan_device_flash_says_why_an_update_failed(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    server = Server(tmp_path, processes)
-    wait_for_line(server.log, "Cyan is running")
-    server.device("shaky", tmp_path, "--disconnect-during-ota")
+    server = Served(tmp_path, processes)
+    server.device("shaky", "--disconnect-during-ota")
     app = tmp_path / "app.bin"
     app.write_bytes(user_part(b"\x22" * 60_000))
-    failed = server.flash("shaky", app)
+    failed = flash(server, "shaky", app)
     assert failed.returncode == 1
     said = " ".join(failed.stderr.split())
     assert "the update failed: the device disconnected while the update was" in said
@@ -109,9 +62,9 @@ def test_cyan_device_flash_says_why_an_update_failed(
 def test_kill_9_mid_update_leaves_a_failed_update_and_no_binary(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
-    server = Server(tmp_path, processes)
-    wait_for_line(server.log, "Cyan is running")
-    device_id, device_log = server.device("lab", tmp_path, "--slow-ota")
+    server = Served(tmp_path, processes)
+    running = server.device("lab", "--slow-ota")
+    device_id, device_log = running.device_id, running.log
     token = cyan("token", "create", data_dir=server.data).stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
     # A newer system part 1, of about 500 chunks, each answered.
