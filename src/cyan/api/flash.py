@@ -18,10 +18,11 @@ from starlette.datastructures import UploadFile
 
 from cyan.api.auth import ApiContext
 from cyan.api.errors import BadRequest, NotAvailable
-from cyan.api.shapes import iso
+from cyan.api.shapes import PHOTON_PLATFORM_ID, iso
 from cyan.cloud.flash import FlashJob
 from cyan.cloud.types import LiveDevice
 from cyan.firmware import (
+    MAX_BINARY_BYTES,
     FirmwareError,
     ModuleFunction,
     check_for_platform,
@@ -31,11 +32,6 @@ from cyan.firmware import (
 )
 from cyan.firmware.layout import module_name
 from cyan.store import DeviceRecord, FirmwareUpdateRecord
-
-# What a Photon announces in spark/hardware/max_binary: nothing bigger can be flashed.
-MAX_BINARY_BYTES = 2 * 1024 * 1024
-PHOTON_PLATFORM_ID = 6
-_BY_DESCRIBE_CHAR = {function.describe_char: function for function in ModuleFunction}
 
 
 async def flash_from_upload(
@@ -94,36 +90,35 @@ def _platform(record: DeviceRecord, live: LiveDevice | None) -> int:
 
 def ota_json(job: FlashJob | None, last: FirmwareUpdateRecord | None) -> dict[str, Any] | None:
     """The running update (from memory) or the last one (from the store), or None."""
-    if job is not None:
-        progress, record = job.progress, job.record
-        return {
-            "state": job.state,
-            "stage": progress.state,
-            "file": record.file_name,
-            "module": record.module,
-            "bytes_sent": progress.bytes_sent,
-            "total_bytes": progress.total_bytes,
-            "chunks_resent": progress.chunks_resent,
-            "fast": progress.fast,
-            "failure": progress.failure,
-            "started_at": iso(record.started_at),
-            "finished_at": None,
-        }
-    if last is None:
+    record = job.record if job is not None else last
+    if record is None:
         return None
-    return {
-        "state": last.state,
-        "stage": last.state,
-        "file": last.file_name,
-        "module": last.module,
-        "bytes_sent": last.bytes_sent,
-        "total_bytes": last.size,
-        "chunks_resent": last.chunks_resent,
-        "fast": last.fast,
-        "failure": last.failure,
-        "started_at": iso(last.started_at),
-        "finished_at": iso(last.finished_at),
+    shape: dict[str, Any] = {
+        "state": record.state,
+        "stage": record.state,
+        "file": record.file_name,
+        "module": record.module,
+        "bytes_sent": record.bytes_sent,
+        "total_bytes": record.size,
+        "chunks_resent": record.chunks_resent,
+        "fast": record.fast,
+        "failure": record.failure,
+        "started_at": iso(record.started_at),
+        "finished_at": iso(record.finished_at),
     }
+    if job is not None:
+        # Running: its progress is in memory; the store has it only once it ends.
+        progress = job.progress
+        shape.update(
+            state=job.state,
+            stage=progress.state,
+            bytes_sent=progress.bytes_sent,
+            total_bytes=progress.total_bytes,
+            chunks_resent=progress.chunks_resent,
+            fast=progress.fast,
+            failure=progress.failure,
+        )
+    return shape
 
 
 def firmware_json(modules: tuple[dict[str, Any], ...] | list[dict[str, Any]]) -> dict[str, Any]:
@@ -131,7 +126,7 @@ def firmware_json(modules: tuple[dict[str, Any], ...] | list[dict[str, Any]]) ->
     described = []
     user_hash = None
     for entry in modules:
-        function = _BY_DESCRIBE_CHAR.get(str(entry.get("f")))
+        function = ModuleFunction.of_describe_char(str(entry.get("f")))
         if function is None:
             continue
         index, version = int(entry.get("n", 0)), entry.get("v")

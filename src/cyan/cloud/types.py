@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from cyan.protocol import ota
+
 # Variable type names as the Particle API shows them, keyed by the describe type code
 # (protocol.md §4.5: 1 bool, 2 int32, 4 string, 9 double).
 VARIABLE_TYPE_NAMES = {1: "bool", 2: "int32", 4: "string", 9: "double"}
@@ -67,7 +69,8 @@ class UpdateProgress:
 class FlashOptions:
     """How the cloud wants an update sent."""
 
-    chunk_bytes: int = 512  # what a Photon announces in spark/hardware/ota_chunk_size
+    # Used when the device announced no chunk size of its own (ota.CHUNK_SIZE_EVENT).
+    chunk_bytes: int = ota.DEFAULT_CHUNK_BYTES
     offer_fast: bool = True
     # The whole update; a Photon takes a 256 KB system part in well under a minute on a LAN.
     deadline_s: float = 300.0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from cyan.firmware import MAX_BINARY_BYTES
+from cyan.protocol import ota
 from cyan.protocol.messages import HelloFlags
 
 PHOTON_PLATFORM_ID = 6
@@ -28,7 +30,10 @@ class FirmwareProfile:
     bootloader_version: int = 1006
 
 
-_HARDWARE = (("spark/hardware/max_binary", "2097152"), ("spark/hardware/ota_chunk_size", "512"))
+_HARDWARE = (
+    ("spark/hardware/max_binary", str(MAX_BINARY_BYTES)),
+    (ota.CHUNK_SIZE_EVENT, str(ota.DEFAULT_CHUNK_BYTES)),
+)
 
 PROFILES = {
     "2.3.1": FirmwareProfile(

@@ -25,6 +25,7 @@ from cyan.firmware.layout import ModuleDependency, ModuleFunction
 from cyan.firmware.module import Module, parse_module
 from cyan.firmware.ota import OtaError, ValidationFlag, ota_validation_result
 from cyan.firmware.platforms import (
+    MAX_BINARY_BYTES,
     PLATFORMS,
     ModuleSlot,
     ModuleStore,
@@ -35,6 +36,7 @@ from cyan.firmware.platforms import (
 from cyan.firmware.versions import system_version_name
 
 __all__ = [
+    "MAX_BINARY_BYTES",
     "PLATFORMS",
     "FirmwareError",
     "InstalledModule",

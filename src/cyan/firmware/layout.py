@@ -40,6 +40,11 @@ class ModuleFunction(IntEnum):
         ``module_function_string``; SETTINGS has no case there, so it falls to "_")."""
         return _DESCRIBE_CHARS[self]
 
+    @classmethod
+    def of_describe_char(cls, char: str) -> ModuleFunction | None:
+        """The function a describe's "f" letter names, or None for a letter it never uses."""
+        return _BY_DESCRIBE_CHAR.get(char)
+
     @property
     def human_name(self) -> str:
         """What a person calls it: "user part", "system part", "bootloader" …"""
@@ -53,6 +58,7 @@ class ModuleFunction(IntEnum):
 
 
 _DESCRIBE_CHARS = dict(zip(ModuleFunction, "nrbmsu_ca", strict=True))
+_BY_DESCRIBE_CHAR = {char: function for function, char in _DESCRIBE_CHARS.items()}
 _HUMAN_NAMES = dict(
     zip(
         ModuleFunction,

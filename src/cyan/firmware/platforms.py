@@ -15,6 +15,9 @@ from cyan.firmware.layout import CRC_BYTES, ModuleFunction, module_name
 from cyan.firmware.module import Module
 
 PHOTON, P1 = 6, 8
+# The biggest binary a Photon or P1 takes over the air: what Device OS announces in
+# spark/hardware/max_binary on connect (protocol.md §7).
+MAX_BINARY_BYTES = 2 * 1024 * 1024
 _OTHER_PLATFORM_NAMES = {0: "Core", 10: "Electron"}
 
 

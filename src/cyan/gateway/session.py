@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cyan.gateway")
 
-OTA_CHUNK_SIZE_EVENT = "spark/hardware/ota_chunk_size"
-
 
 class DeviceSession(DeviceRequests, asyncio.Protocol):
     __slots__ = (
@@ -103,13 +101,13 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.remote_ip = str(peer[0]) if peer else "?"
         self._gateway.sessions.add(self)
-        self._run(self.connection.start)
+        self.drive(self.connection.start)
 
     def data_received(self, data: bytes) -> None:
         self.last_received = self._gateway.monotonic()
         self.ping_sent_at = None
         self.last_heard_at = self._gateway.clock()
-        self._run(self.connection.receive_data, data)
+        self.drive(self.connection.receive_data, data)
         if self._activity is not None:
             self._activity.set()
 
@@ -118,7 +116,7 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
             self._activity.set()
 
     def eof_received(self) -> bool | None:
-        self._run(self.connection.receive_eof)
+        self.drive(self.connection.receive_eof)
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -138,13 +136,6 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
 
     # -- driving the core -----------------------------------------------------------------
 
-    def drive(self, step: Callable[..., None], *args: object) -> None:
-        """Call one core method, then write its bytes and handle its events."""
-        self._run(step, *args)
-
-    def flush(self) -> None:
-        self._flush()
-
     @property
     def write_buffer_size(self) -> int:
         return self._transport.get_write_buffer_size() if self._transport is not None else 0
@@ -162,7 +153,7 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.set_write_buffer_limits()  # asyncio's defaults again
 
-    def _run(self, step: Callable[..., None], *args: object) -> None:
+    def drive(self, step: Callable[..., None], *args: object) -> None:
         """Call one core method, then write its bytes and handle its events."""
         try:
             step(*args)
@@ -263,7 +254,7 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         if self._closing or self._failure is not None:
             return
         self.owner_id = owner_id
-        self._run(self.connection.accept_device, key)
+        self.drive(self.connection.accept_device, key)
 
     def _online(self, event: HelloReceived) -> None:
         now = datetime.now(UTC)
@@ -303,7 +294,7 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
     def _published(self, info: messages.EventInfo) -> None:
         if self.device_id is None:
             return
-        if info.name == OTA_CHUNK_SIZE_EVENT and info.data and self._live is not None:
+        if info.name == ota.CHUNK_SIZE_EVENT and info.data and self._live is not None:
             # Device OS announces the chunk size it takes; updates use it (protocol.md §7).
             size = int(info.data) if info.data.isdigit() else 0
             if 0 < size <= ota.MAX_CHUNK_BYTES:
@@ -378,4 +369,4 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
                 )
         elif now - self.last_received > settings.idle_ping_s:
             self.ping_sent_at = now
-            self._run(self.connection.ping)
+            self.drive(self.connection.ping)

@@ -62,7 +62,6 @@ async def run_update(
         raise UpdateInProgress("An update is already in progress for this device") from exc
     # The socket wakes the loop (resume_writing) once its buffer drains below a quarter.
     activity = session.watch_activity(WRITE_WINDOW_BYTES)
-    session.flush()
     deadline = time.monotonic() + options.deadline_s
     try:
         while not sender.finished:

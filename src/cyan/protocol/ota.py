@@ -31,7 +31,9 @@ from cyan.protocol.errors import ProtocolError, Stage
 
 PATH, QUERY = OptionNumber.URI_PATH, OptionNumber.URI_QUERY
 
-DEFAULT_CHUNK_BYTES = 512  # what a Photon announces in spark/hardware/ota_chunk_size
+DEFAULT_CHUNK_BYTES = 512  # what a Photon announces in CHUNK_SIZE_EVENT
+# Device OS announces the chunk size it takes in this private event on connect (§7).
+CHUNK_SIZE_EVENT = "spark/hardware/ota_chunk_size"
 MAX_CHUNK_BYTES = 594  # spark-protocol Flasher.js MAX_CHUNK_SIZE
 MAX_CHUNKS = 65535  # protocol_defs.h MAX_CHUNKS: indices are 16 bits
 MAX_MISSED_PER_MESSAGE = 40  # protocol_defs.h MISSED_CHUNKS_TO_SEND on a Photon
