@@ -29,7 +29,17 @@ client.
 The devices are this package's light client (``bench.fleet.BenchDevice``), registered
 through ``Store.add_device`` on the node's database before the server starts.
 
+Back to back (--back-to-back N, 300; 100 with --quick; 0 skips it): one keep-alive
+connection, one call at a time, each sent when the last one's answer arrived, to a device
+that writes its empty ACK and its answer as two TCP segments with Nagle on, as every
+Device OS release does (protocol.md §7.1), and to one that writes both at once. Beside
+them, on the same kind of connection, GET /v1/user (the API with no device) and the bare
+endpoint. Before the fix, two-segment calls took 44–52 ms and GET /v1/user 44 ms: Linux's
+delayed ACK holding back Nagle's second segment, on the device side and on the API's.
+Target: p99 < 5 ms for both devices.
+
 Run: .venv/bin/python bench/calls.py [--quick] [--rate R] [--duration S] [--client raw|httpx]
+     [--back-to-back N] [--only-back-to-back] [--loop uvloop|asyncio]
 """
 
 from __future__ import annotations
@@ -47,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.figures import (
     CpuMeter,
     OtherLoad,
+    clock,
     console,
     loop_name,
     ms,
@@ -56,9 +67,18 @@ from bench.figures import (
     ratio,
     run,
     summary,
+    use_loop,
 )
-from bench.fleet import device_fleet_main
-from bench.load import LoadRun, bare_http_main, make_client, open_loop
+from bench.fleet import ONE_SEGMENT, TWO_SEGMENT, device_fleet_main
+from bench.load import (
+    BODY,
+    LoadRun,
+    RawPool,
+    bare_http_main,
+    http_request,
+    make_client,
+    open_loop,
+)
 from bench.processes import (
     Child,
     cyan_server_main,
@@ -69,6 +89,7 @@ from bench.processes import (
 from cyan.protocol import crypto
 
 TARGET_P99_S = 0.003
+TARGET_BACK_TO_BACK_P99_S = 0.005
 
 
 async def drive(
@@ -195,6 +216,85 @@ def report(args: argparse.Namespace, cyan: LoadRun, bare: LoadRun) -> None:
     )
 
 
+# -- back to back: one connection, one call at a time -------------------------------------------
+
+
+async def sequential(port: int, request: bytes, count: int) -> list[float]:
+    """``count`` requests one after another on one keep-alive connection; their latencies."""
+    pool = RawPool(port, 1)
+    latencies: list[float] = []
+    try:
+        for _ in range(count + 10):  # the first ten warm the connection and caches up
+            status, body, written = await pool.request(request)
+            if status != 200:
+                raise RuntimeError(f"HTTP {status}: {body[:200]!r}")
+            latencies.append(clock() - written)
+    finally:
+        pool.close()
+    return latencies[10:]
+
+
+def back_to_back(args: argparse.Namespace, data_dir: Path) -> list[tuple[str, list[float]]]:
+    pool = make_key_pool(2)
+    ids = [(device_id_for(100 + i), key) for i, key in enumerate(pool)]
+    registered = run(register_devices(data_dir, ids))
+    server_public = crypto.public_key_der(registered.server_public_key)
+    (two, two_key), (one, one_key) = ids
+    results: list[tuple[str, list[float]]] = []
+    with Child("bare-http", bare_http_main) as bare:
+        bare.start(timeout_s=60)
+        port = int(bare.info["api_port"])
+        request = http_request("POST", f"/v1/devices/{two}/digitalwrite", port, "x", BODY)
+        results.append(("bare HTTP endpoint (baseline)", run(sequential(port, request, args.n))))
+    with Child("cyan-server", cyan_server_main, str(data_dir), {}) as server:
+        server.start(timeout_s=60)
+        device_port, port = int(server.info["device_port"]), int(server.info["api_port"])
+        token = registered.token
+        user = http_request("GET", "/v1/user", port, token)
+        results.append(("GET /v1/user (API, no device)", run(sequential(port, user, args.n))))
+        for label, device_id, key, writes in (
+            ("call, device writes ACK and answer apart", two, two_key, TWO_SEGMENT),
+            ("call, device writes ACK and answer at once", one, one_key, ONE_SEGMENT),
+        ):
+            devices = [(device_id, crypto.private_key_der(key))]
+            path = f"/v1/devices/{device_id}/digitalwrite"
+            with Child(
+                "devices", device_fleet_main, device_port, server_public, devices, writes
+            ) as fleet:
+                fleet.start(timeout_s=60)
+                call = http_request("POST", path, port, token, BODY)
+                results.append((label, run(sequential(port, call, args.n))))
+    return results
+
+
+def report_back_to_back(args: argparse.Namespace, results: list[tuple[str, list[float]]]) -> None:
+    baseline = results[0][1]
+    rows = []
+    for label, latencies in results:
+        rows.append(
+            [
+                label,
+                ms(percentile(latencies, 50)),
+                ms(percentile(latencies, 99)),
+                ms(max(latencies, default=math.nan)),
+                ratio(percentile(latencies, 99), percentile(baseline, 99)),
+            ]
+        )
+    print_table(
+        f"Back to back: {args.n} requests on one keep-alive connection ({loop_name()})",
+        ["", "p50", "p99", "max", "p99 ÷ bare"],
+        rows,
+    )
+    calls = [(label, lat) for label, lat in results if label.startswith("call")]
+    worst = max(percentile(lat, 99) for _, lat in calls)
+    verdict = "meets" if worst < TARGET_BACK_TO_BACK_P99_S else "misses"
+    summary(
+        "back-to-back calls: "
+        + ", ".join(f"{label} p99 {ms(percentile(lat, 99))}" for label, lat in calls)
+        + f"; bare HTTP p99 {ms(percentile(baseline, 99))} ({verdict} target p99 < 5 ms)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small counts, under 30 s")
@@ -204,11 +304,28 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=4, help="devices taking the calls")
     parser.add_argument("--connections", type=int, default=64, help="client connection pool")
     parser.add_argument("--client", choices=["raw", "httpx"], default="raw")
+    parser.add_argument("--back-to-back", type=int, dest="n", help="calls in a row (300; 100)")
+    parser.add_argument("--only-back-to-back", action="store_true", help="skip the fixed-rate runs")
+    parser.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop of every process (asyncio: as cyan serve runs without the fast extra)",
+    )
     args = parser.parse_args()
+    use_loop(args.loop)
+    if args.n is None:
+        args.n = 100 if args.quick else 300
     args.rate = args.rate or (200.0 if args.quick else 1000.0)
     args.duration = args.duration or (5.0 if args.quick else 10.0)
     raise_fd_limit()
 
+    if args.n:
+        with tempfile.TemporaryDirectory(prefix="cyan-bench-") as tmp:
+            console.print(f"{args.n} calls back to back…")
+            report_back_to_back(args, back_to_back(args, Path(tmp) / "data"))
+    if args.only_back_to_back:
+        return
     with tempfile.TemporaryDirectory(prefix="cyan-bench-") as tmp:
         pool = make_key_pool(args.devices)
         ids = [(device_id_for(i), key) for i, key in enumerate(pool)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import os
 import resource
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -34,8 +35,19 @@ def raise_fd_limit() -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
+# "asyncio" runs every process of a benchmark on asyncio's own loop, as `cyan serve` does
+# when uvloop (the `fast` extra) is not installed; children inherit it.
+LOOP_ENV = "CYAN_BENCH_LOOP"
+
+
+def use_loop(name: str) -> None:
+    os.environ[LOOP_ENV] = name
+
+
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
     """Run on uvloop when it is installed (as ``cyan serve`` does), else on asyncio's loop."""
+    if os.environ.get(LOOP_ENV) == "asyncio":
+        return asyncio.run(coroutine)
     try:
         import uvloop
     except ImportError:
@@ -46,6 +58,8 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
 
 
 def loop_name() -> str:
+    if os.environ.get(LOOP_ENV) == "asyncio":
+        return "asyncio"
     try:
         import uvloop  # noqa: F401
     except ImportError:

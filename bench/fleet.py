@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -36,6 +37,11 @@ FULL_DESCRIBE = payloads.encode_description(
     FUNCTIONS, VARIABLES, {"p": PHOTON_PLATFORM_ID, "m": []}
 )
 
+# How a bench device writes: Nagle off and the ACK apart from the answer (asyncio's
+# default); as Device OS does, Nagle on and the ACK and answer as two writes (protocol.md
+# §7.1); or Nagle on and both in one write.
+NODELAY, TWO_SEGMENT, ONE_SEGMENT = "nodelay", "two-segment", "one-segment"
+
 
 class BenchDevice(asyncio.Protocol):
     """One device connection; timestamps (``clock()``) of each stage, 0.0 until reached.
@@ -62,6 +68,7 @@ class BenchDevice(asyncio.Protocol):
         "t_session",
         "t_start",
         "transport",
+        "writes",
     )
 
     def __init__(
@@ -69,9 +76,11 @@ class BenchDevice(asyncio.Protocol):
         fleet: Fleet,
         device_id: str,
         key: crypto.RsaPrivateKey,
+        writes: str = NODELAY,
     ) -> None:
         self.fleet = fleet
         self.device_id = device_id
+        self.writes = writes
         self.connection = DeviceConnection(
             device_id,
             key,
@@ -95,12 +104,17 @@ class BenchDevice(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.t_connected = clock()
+        if self.writes != NODELAY:
+            # Nagle on, as Device OS's TCP stack has it (asyncio turns it off).
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
 
     def data_received(self, data: bytes) -> None:
         connection = self.connection
         try:
             connection.receive_data(data)
-            self._flush()
+            if self.writes != ONE_SEGMENT:
+                self._flush()  # the empty ACK in a write of its own, as Device OS does
             for event in connection.events_received():
                 self._dispatch(event)
             self._flush()
@@ -193,8 +207,8 @@ class Fleet:
     lost: int = 0
     failures: Counter[str] = field(default_factory=Counter)
 
-    def add(self, device_id: str, key: crypto.RsaPrivateKey) -> BenchDevice:
-        device = BenchDevice(self, device_id, key)
+    def add(self, device_id: str, key: crypto.RsaPrivateKey, writes: str = NODELAY) -> BenchDevice:
+        device = BenchDevice(self, device_id, key, writes)
         self.devices.append(device)
         return device
 
@@ -263,17 +277,27 @@ class Fleet:
 
 
 def device_fleet_main(
-    conn: Connection, port: int, server_public_der: bytes, devices: list[tuple[str, bytes]]
+    conn: Connection,
+    port: int,
+    server_public_der: bytes,
+    devices: list[tuple[str, bytes]],
+    writes: str = NODELAY,
 ) -> None:
     """Child: connect ``devices`` (id, private key DER), answer the server until stop."""
-    child_main(conn, lambda: _device_fleet(conn, port, server_public_der, devices))
+    child_main(conn, lambda: _device_fleet(conn, port, server_public_der, devices, writes))
 
 
 async def _device_fleet(
-    conn: Connection, port: int, server_public_der: bytes, devices: list[tuple[str, bytes]]
+    conn: Connection,
+    port: int,
+    server_public_der: bytes,
+    devices: list[tuple[str, bytes]],
+    writes: str,
 ) -> None:
     fleet = Fleet(crypto.load_public_key(server_public_der))
-    members = [fleet.add(device_id, crypto.load_private_key(der)) for device_id, der in devices]
+    members = [
+        fleet.add(device_id, crypto.load_private_key(der), writes) for device_id, der in devices
+    ]
     deadline = clock() + 30
     report = await fleet.connect(members, port, concurrency=len(members), deadline=deadline)
     if report.completed != len(members) or not await fleet.wait_described(members, deadline):

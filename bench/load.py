@@ -85,6 +85,15 @@ async def _bare_http(conn: Connection) -> None:
 
 # -- clients ----------------------------------------------------------------------------------
 
+
+def http_request(method: str, path: str, port: int, token: str, body: bytes = b"") -> bytes:
+    """One HTTP/1.1 request as bytes, for ``RawPool``: bearer token, form body if any."""
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {token}\r\n"
+    if body:
+        head += f"Content-Type: {FORM}\r\nContent-Length: {len(body)}\r\n"
+    return (head + "\r\n").encode() + body
+
+
 # request number -> (HTTP status, clock() when the request was handed to the connection)
 Call = Callable[[int], Awaitable[tuple[int, float]]]
 
@@ -224,14 +233,7 @@ async def make_client(
 
             yield call_httpx, check_httpx
         return
-    requests = [
-        (
-            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: {FORM}\r\nContent-Length: {len(BODY)}\r\n\r\n"
-        ).encode()
-        + BODY
-        for path in paths
-    ]
+    requests = [http_request("POST", path, port, token, BODY) for path in paths]
     pool = RawPool(port, connections)
 
     async def call_raw(index: int) -> tuple[int, float]:

@@ -179,12 +179,13 @@ class RawDevice:
         keystore: KeyStore,
         server_public: crypto.RsaPublicKey | None = None,
         timeout_s: float = 5.0,
+        hello: messages.HelloInfo | None = None,
     ) -> None:
         self.connection = DeviceConnection(
             keystore.device_id,
             keystore.device_key,
             server_public or keystore.server.public_key,
-            messages.HelloInfo(6, 1, 0x36, 6),
+            hello or messages.HelloInfo(6, 1, 0x36, 6),
             random_bytes=os.urandom,
             clock=time.time,
         )

@@ -39,6 +39,11 @@ class GatewaySettings:
     max_frame_bytes: int = 8192
     function_timeout_s: float = 15.0
     variable_timeout_s: float = 15.0
+    # A device that never describes itself (Device OS ≤ 1.5) is asked again this long after
+    # it connects, then at 5× and 30× that, to learn what its setup() registered.
+    describe_again_s: float = 1.0
+    # How long a call or read naming something new waits for the device's describe.
+    describe_timeout_s: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)

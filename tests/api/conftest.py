@@ -55,6 +55,15 @@ class FakeLink:
     fail_with: CloudError | None = None
     owner_id: int | None = None
     flashed: list[bytes] = field(default_factory=list)
+    # What a describe asked for again finds (``describe_again``); None: nothing new.
+    described_later: LiveDevice | None = None
+    describes: int = 0
+
+    async def describe_again(self) -> LiveDevice:
+        self.describes += 1
+        if self.described_later is not None:
+            self.live = self.described_later
+        return self.live
 
     async def call_function(self, name: str, argument: str, timeout_s: float) -> int:
         self.calls.append((name, argument))

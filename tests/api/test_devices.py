@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from cyan.cloud.errors import DeviceTimedOut
 from cyan.cloud.router import Router
+from cyan.protocol.limits import SMALL
 from cyan.store import Store
 
 from .conftest import DEVICE_A, DEVICE_B, DEVICE_BOB, Caller, FakeLink
@@ -220,17 +222,80 @@ async def test_call_unknown_function(
     )
 
 
-async def test_call_argument_too_long(
+async def test_call_argument_over_the_devices_limit_is_a_400_and_nothing_is_sent(
     client: httpx.AsyncClient, alice: Caller, link_a: FakeLink
 ) -> None:
     reply = await client.post(
-        "/v1/devices/photon1/led", json={"args": "x" * 1025}, headers=alice.headers
+        "/v1/devices/photon1/led", json={"args": "x" * 623}, headers=alice.headers
     )
     assert reply.status_code == 400
     assert reply.json() == {
         "ok": False,
-        "error": "Function argument is 1025 bytes; a device accepts at most 1024",
+        "error": "Function argument is 623 bytes; this device (Device OS 0.8 to 2.x) "
+        "takes at most 622",
     }
+    assert link_a.calls == []
+
+
+async def test_call_argument_at_the_limit_is_sent(
+    client: httpx.AsyncClient, alice: Caller, link_a: FakeLink
+) -> None:
+    reply = await client.post(
+        "/v1/devices/photon1/led", json={"args": "é" * 311}, headers=alice.headers
+    )
+    assert (reply.status_code, reply.json()["return_value"]) == (200, 311)
+    assert link_a.calls == [("led", "é" * 311)]
+
+
+async def test_limits_follow_the_devices_release(
+    client: httpx.AsyncClient, alice: Caller, link_a: FakeLink
+) -> None:
+    link_a.live = replace(link_a.live, limits=replace(SMALL, basis="Device OS 0.7.0"))
+
+    long_arg = await client.post(
+        "/v1/devices/photon1/led", json={"args": "x" * 64}, headers=alice.headers
+    )
+    long_name = await client.get("/v1/devices/photon1/temperature_c", headers=alice.headers)
+    fits = await client.post(
+        "/v1/devices/photon1/led", json={"args": "x" * 63}, headers=alice.headers
+    )
+
+    assert (long_arg.status_code, long_arg.json()["error"]) == (
+        400,
+        "Function argument is 64 bytes; this device (Device OS 0.7.0) takes at most 63",
+    )
+    assert (long_name.status_code, long_name.json()["error"]) == (
+        400,
+        "Variable name is 13 bytes; this device (Device OS 0.7.0) takes names of at most 12; "
+        "it lists longer names cut short: try temperature_",
+    )
+    assert fits.status_code == 200
+    assert link_a.calls == [("led", "x" * 63)]
+    assert link_a.describes == 0
+
+
+async def test_a_function_the_describe_lacks_is_asked_for_again_before_a_404(
+    client: httpx.AsyncClient, alice: Caller, link_a: FakeLink
+) -> None:
+    link_a.described_later = replace(link_a.live, functions=("led", "reset", "brew"))
+
+    reply = await client.post("/v1/devices/photon1/brew", headers=alice.headers)
+
+    assert (reply.status_code, reply.json()["return_value"]) == (200, 0)
+    assert link_a.describes == 1
+    assert link_a.calls == [("brew", "")]
+
+
+async def test_a_function_still_missing_after_asking_again_is_a_404(
+    client: httpx.AsyncClient, alice: Caller, link_a: FakeLink
+) -> None:
+    reply = await client.post("/v1/devices/photon1/brew", headers=alice.headers)
+    variable = await client.get("/v1/devices/photon1/level", headers=alice.headers)
+
+    assert (reply.status_code, reply.json()["error"]) == (404, "Function brew not found")
+    assert (variable.status_code, variable.json()["error"]) == (404, "Variable not found")
+    assert link_a.describes == 2
+    assert link_a.calls == []
 
 
 @pytest.mark.parametrize("args", [{}, [], {"a": 1}])

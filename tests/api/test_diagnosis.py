@@ -158,3 +158,46 @@ async def test_the_admin_may_ask_about_a_device_no_one_registered(
     admin_view = await client.get(f"/cyan/v1/devices/{stranger}/failures", headers=admin.headers)
     assert admin_view.status_code == 200
     assert admin_view.json()["verdict"]["stage"] == "unknown-device"
+
+
+async def test_unnamed_failures_from_its_address_lead_over_an_old_drop(
+    client: httpx.AsyncClient, alice: Caller, store: Store
+) -> None:
+    # A device given another server's key: its last good session dropped, and since then
+    # every attempt from its address is refused before it names itself.
+    connected_at = now() - timedelta(minutes=5)
+    await store.record_sessions([SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=connected_at)])
+    await store.record_failures(
+        [
+            ConnectionFailure(
+                now() - timedelta(minutes=4), "10.0.0.5", DEVICE_A, "session", "closed"
+            ),
+            ConnectionFailure(
+                now() - timedelta(minutes=3), "10.0.0.5", None, "handshake-decrypt", "nonce"
+            ),
+            ConnectionFailure(now(), "10.0.0.5", None, "handshake-decrypt", "nonce again"),
+        ]
+    )
+    reply = await client.get(f"/cyan/v1/devices/{DEVICE_A}/failures", headers=alice.headers)
+    verdict = reply.json()["verdict"]
+    assert verdict["state"] == "unnamed-failures"
+    assert verdict["stage"] == "handshake-decrypt"
+    assert verdict["summary"].startswith("2 connection attempts from 10.0.0.5")
+    assert "cyan keys server" in verdict["fix"]
+
+
+async def test_a_drop_after_the_unnamed_failures_is_a_drop(
+    client: httpx.AsyncClient, alice: Caller, store: Store
+) -> None:
+    # The unnamed failure came first, the device connected after it and dropped later.
+    await store.record_failures(
+        [ConnectionFailure(now() - timedelta(minutes=6), "10.0.0.5", None, "timeout", "stall")]
+    )
+    await store.record_sessions(
+        [SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=now() - timedelta(minutes=5))]
+    )
+    await store.record_failures(
+        [ConnectionFailure(now(), "10.0.0.5", DEVICE_A, "keepalive-timeout", "no answer")]
+    )
+    reply = await client.get(f"/cyan/v1/devices/{DEVICE_A}/failures", headers=alice.headers)
+    assert reply.json()["verdict"]["state"] == "dropped"

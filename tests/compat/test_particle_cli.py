@@ -265,6 +265,38 @@ async def test_call_an_unknown_function(particle: ParticleCli) -> None:
     assert "Function call failed: Function `selfdestruct` not found" in result.output
 
 
+async def test_call_a_function_registered_after_connecting(
+    particle: ParticleCli, cloud: Cloud
+) -> None:
+    # Device OS 0.7.0 runs setup() after it connects and never describes itself again
+    # (protocol.md §7.1); the schedule that would find it is an hour away here.
+    old = await cloud.add_device(name="old", firmware="0.7.0", setup_after_s=None)
+    await eventually(lambda: cloud.node.router.live(old.device_id) is not None, 10, "online")
+    for session in cloud.node.gateway.sessions:
+        session._describe_due.clear()  # only the call itself may find the functions
+    old.run_setup()
+
+    call = await particle.ok("call", "old", "digitalwrite", "D7,HIGH")
+    read = await particle.ok("get", "old", "uptime")
+
+    assert call.stdout.strip() == "1"
+    assert old.tinker.digital["D7"] == 1
+    assert read.stdout.strip().isdigit()
+
+
+async def test_call_with_an_argument_too_long_for_the_device(
+    particle: ParticleCli, cloud: Cloud
+) -> None:
+    old = await cloud.add_device(name="old", firmware="0.7.0")
+    await cloud.online(old)
+
+    result = await particle("call", "old", "digitalwrite", "D7,HIGH" + " " * 57)
+
+    assert result.code == 1
+    assert "64 bytes; this device (Device OS 0.7.0) takes at most 63" in result.output
+    assert old.status.calls == 0
+
+
 async def test_get_a_variable(particle: ParticleCli) -> None:
     result = await particle.ok("get", LAMP, "temperature")
 

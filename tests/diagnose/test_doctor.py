@@ -425,3 +425,66 @@ async def test_the_installed_command_prints_json(cloud: Cloud) -> None:
         ("server-record", "skipped"),
     ]
     assert set(rows[0]) == {"stage", "status", "detail", "cause", "fix", "failure_stage"}
+
+
+async def test_keys_read_off_a_photon_are_taken_by_path(cloud: Cloud, tmp_path: Path) -> None:
+    # As dfu-util reads them from a Photon's DCT: 612 bytes for the device key (its DER,
+    # then 0xFF), 512 for the server key image; no key directory at all.
+    device = await cloud.add_device(start=False)
+    dumps = tmp_path / "dct"
+    dumps.mkdir()
+    der = crypto.private_key_der(device.keys.device_key)
+    (dumps / "device.der").write_bytes(der + b"\xff" * (612 - len(der)))
+    (dumps / "server.der").write_bytes((device.keys.directory / "server-key.der").read_bytes())
+    process = await asyncio.create_subprocess_exec(
+        CYAN,
+        "doctor",
+        "--device-key",
+        str(dumps / "device.der"),
+        "--server-key",
+        str(dumps / "server.der"),
+        "--device-id",
+        device.device_id.upper(),
+        "--api",
+        api_of(cloud),
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, stderr.decode() + stdout.decode()
+    rows = {r["stage"]: r["status"] for r in json.loads(stdout)}
+    assert rows["server-key"] == "pass"
+    assert rows["handshake"] == "pass"
+
+
+def test_keys_by_path_must_come_with_the_device_id(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["doctor", "--server", LOOPBACK, "--device-key", str(tmp_path / "k.der")]
+    )
+    assert result.exit_code == 1
+    assert "give --device-id and --server-key too" in result.output
+
+
+def test_an_unreadable_key_file_is_named(tmp_path: Path) -> None:
+    bad = tmp_path / "app.bin"
+    bad.write_bytes(b"\x00" * 64)
+    server = tmp_path / "server.der"
+    server.write_bytes(b"\xff" * 512)
+    result = CliRunner().invoke(
+        app,
+        [
+            "doctor",
+            "--server",
+            LOOPBACK,
+            "--device-key",
+            str(bad),
+            "--server-key",
+            str(server),
+            "--device-id",
+            "0123456789abcdef01234567",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "app.bin" in result.output
+    assert "not an RSA private key" in result.output

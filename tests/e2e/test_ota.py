@@ -222,24 +222,27 @@ async def test_a_module_the_device_refuses_fails_and_the_old_firmware_stays(clou
 async def test_calls_during_an_update_are_answered_and_a_second_update_waits(
     cloud: Cloud,
 ) -> None:
-    # Chunk by chunk and 250 KB: long enough for calls to land in the middle of it.
-    device = await cloud.add_device(ota_faults=OtaFaults(slow_ota=True))
+    # The device holds the update a third of the way in, so the calls land in the middle
+    # of it however fast the machine is (they wait on that, not on time).
+    device = await cloud.add_device(ota_faults=OtaFaults(slow_ota=True, hold_at_bytes=80_000))
     await cloud.online(device)
     binary = system_part(1, body=b"\x77" * 250_000)
     assert (await flash(cloud, device.device_id, binary)).status_code == 200
     second = await flash(cloud, device.device_id, binary)
     assert second.status_code == 409
     assert "already in progress" in second.json()["error"]
+    await eventually(lambda: device.app.updater.holding, UPDATE_BOUND_S, "the update held")
     calls = [
         cloud.http.post(f"/v1/devices/{device.device_id}/digitalread", json={"arg": "D7"})
         for _ in range(5)
     ]
     replies = await asyncio.gather(*calls)
     job = cloud.node.flasher.job(device.device_id)
-    assert job is not None, "the update ended before the calls: they did not test it"
+    assert job is not None
     assert 0 < job.progress.bytes_sent < job.progress.total_bytes
     assert all(r.status_code == 200 for r in replies), [r.text for r in replies]
     assert all(r.json()["return_value"] in (0, 1) for r in replies)
+    device.release_update()
     assert (await finished_update(cloud, device.device_id))["state"] == "succeeded"
 
 
@@ -251,7 +254,8 @@ async def test_an_offline_device_cannot_be_flashed(cloud: Cloud) -> None:
 
 
 async def test_a_server_that_stops_mid_update_aborts_it_and_records_why(cloud: Cloud) -> None:
-    device = await cloud.add_device(ota_faults=OtaFaults(slow_ota=True))
+    # Held a quarter of the way in: the update cannot end by itself before the stop.
+    device = await cloud.add_device(ota_faults=OtaFaults(slow_ota=True, hold_at_bytes=50_000))
     await cloud.online(device)
     before = device.app.firmware.system_describe()
     reply = await flash(cloud, device.device_id, system_part(1, body=b"\x88" * 200_000))
@@ -261,9 +265,8 @@ async def test_a_server_that_stops_mid_update_aborts_it_and_records_why(cloud: C
         connection = device._connection
         return connection is not None and connection.update is not None
 
-    await eventually(receiving, UPDATE_BOUND_S, "the update under way")
-    assert device._transport is not None
-    device._transport.pause_reading()  # the device stalls, so the update cannot end by itself
+    await eventually(lambda: device.app.updater.holding, UPDATE_BOUND_S, "the update held")
+    assert receiving()
     await cloud.node.flasher.stop()  # what Node.stop() does first
     record = await cloud.node.store.latest_firmware_update(device.device_id)
     assert record is not None
@@ -271,7 +274,7 @@ async def test_a_server_that_stops_mid_update_aborts_it_and_records_why(cloud: C
     assert record.file_path is None
     assert list((cloud.node.settings.data_dir / "updates").iterdir()) == []
     # The device hears UpdateAbort, drops what it had, and stays as it was, connected.
-    device._transport.resume_reading()
     await eventually(lambda: not receiving(), 10, "the device to drop the update")
+    assert not device.app.updater.holding
     assert device.app.firmware.system_describe() == before
     assert device.status.connected

@@ -63,7 +63,8 @@ def test_kill_9_mid_update_leaves_a_failed_update_and_no_binary(
     tmp_path: Path, processes: list[subprocess.Popen[bytes]]
 ) -> None:
     server = Served(tmp_path, processes)
-    running = server.device("lab", "--slow-ota")
+    # It hangs a fifth of the way in, so the update is surely under way at the kill.
+    running = server.device("lab", "--slow-ota", "--hold-ota-at", "50000")
     device_id, device_log = running.device_id, running.log
     token = cyan("token", "create", data_dir=server.data).stdout.strip()
     headers = {"Authorization": f"Bearer {token}"}
@@ -77,6 +78,7 @@ def test_kill_9_mid_update_leaves_a_failed_update_and_no_binary(
     )
     assert reply.status_code == 200, reply.text
     wait_for_line(device_log, "update: 250456 bytes coming in chunks of 512")
+    wait_for_line(device_log, "holding the update at")
     server.process.send_signal(signal.SIGKILL)
     server.process.wait()
     assert list((server.data / "updates").iterdir()) != []  # the binary waited there

@@ -480,14 +480,44 @@ def test_decode_hello_payload(payload: bytes, info: HelloInfo) -> None:
 
 
 def test_decode_hello_payload_device_os_5_twenty_bytes() -> None:
-    # §7: 5.0.0 sends 20 bytes, 16-bit flags, then device-id length, system version,
-    # max message size 960, max binary 10 MiB, OTA chunk 512.
+    # §7: 5.0.0 sends 20 bytes, 16-bit flags, then a reserved byte, the device id's length
+    # (0: no id on TCP), the system module version (5002 is 5.0.0), max message size 960,
+    # max binary 10 MiB, OTA chunk 512 (device-os v5.0.0 messages.cpp hello).
     payload = struct.pack(">HHHH", 3, 0xFFFF, 0x0136, 3) + struct.pack(
-        ">HHHIH", 0, 0x0500, 960, 10 * 1024 * 1024, 512
+        ">BBHHIH", 0, 0, 5002, 960, 10 * 1024 * 1024, 512
     )
 
     assert len(payload) == 20
-    assert messages.decode_hello_payload(payload) == HelloInfo(3, 0xFFFF, 0x0136, 3)
+    assert messages.decode_hello_payload(payload) == HelloInfo(
+        3, 0xFFFF, 0x0136, 3, 5002, 960, 10 * 1024 * 1024, 512
+    )
+
+
+def test_long_hello_payload_round_trips() -> None:
+    info = HelloInfo(3, 0xFFFF, 0x0136, 3, 5002, 960, 10 * 1024 * 1024, 512)
+    payload = messages.encode_hello_payload(info)
+    assert len(payload) == 20
+    assert messages.decode_hello_payload(payload) == info
+
+
+def test_decode_hello_payload_long_form_skips_the_device_id() -> None:
+    # The UDP platforms put their 12-byte id in the long Hello; the fields follow it.
+    device_id = bytes(range(12))
+    payload = (
+        struct.pack(">HHHHBB", 12, 7, 0x0002, 12, 0, len(device_id))
+        + device_id
+        + struct.pack(">HHIH", 5004, 1024, 2 * 1024 * 1024, 1024)
+    )
+
+    info = messages.decode_hello_payload(payload)
+
+    assert (info.platform_id, info.system_module_version, info.ota_chunk_bytes) == (12, 5004, 1024)
+
+
+def test_decode_hello_payload_cut_short_after_the_platform_keeps_the_short_form() -> None:
+    payload = struct.pack(">HHHHBB", 3, 1, 0x0136, 3, 0, 0) + b"\x13"
+
+    assert messages.decode_hello_payload(payload) == HelloInfo(3, 1, 0x0136, 3)
 
 
 def test_encode_hello_payload_is_the_photon_form() -> None:

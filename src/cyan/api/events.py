@@ -27,14 +27,15 @@ from cyan.api.devices import resolve_device
 from cyan.api.errors import BadRequest
 from cyan.api.shapes import sse_event
 from cyan.bus import Scope, SubscriptionEnded
-from cyan.cloud.router import MAX_NAME_BYTES
 from cyan.cloud.types import CloudEvent
+from cyan.protocol.limits import EVENT_NAME_BYTES, LARGE
 
 router = APIRouter(tags=["events"])
 
-# Particle's limits for published events: a 64-byte name (the same as device-os,
-# cloud/router.py) and up to 1024 bytes of data.
-MAX_EVENT_DATA_BYTES = 1024
+# Published events: a 64-byte name, as in every Device OS, and the most data any device
+# takes (protocol/limits.py); a subscribed device whose release takes less is not sent
+# an event too big for it.
+MAX_EVENT_DATA_BYTES = LARGE.event_data_bytes
 # Particle always reports 60 s; a client may send another value, which is kept.
 DEFAULT_TTL_S = 60
 
@@ -135,8 +136,8 @@ def _event_name(params: dict[str, Any]) -> str:
     name = params.get("name")
     if not isinstance(name, str) or not name:
         raise BadRequest("Event name is required")
-    if len(name.encode()) > MAX_NAME_BYTES:
-        raise BadRequest(f"Event name is longer than {MAX_NAME_BYTES} bytes")
+    if len(name.encode()) > EVENT_NAME_BYTES:
+        raise BadRequest(f"Event name is longer than {EVENT_NAME_BYTES} bytes")
     if "\n" in name or "\r" in name:
         raise BadRequest("Event name must not contain line breaks")
     return name

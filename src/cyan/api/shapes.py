@@ -62,6 +62,9 @@ def device_summary(record: DeviceRecord, live: LiveDevice | None) -> dict[str, A
         "id": record.id,
         "name": record.name,
         # Cyan does not track application names (no compile service, rest-api.md §3.2).
+        # null here and "" in call and variable replies: both are Particle's own, the
+        # first in the device objects of particle-cli's fixtures (src/lib/ui/index.test.js),
+        # the second in every captured reply of api.particle.io to a call or a read.
         "last_app": None,
         "last_ip_address": live.remote_ip if live is not None else record.last_ip,
         "last_heard": iso(live.last_heard if live is not None else record.last_heard),
@@ -125,7 +128,7 @@ def variable_reply(
         "name": name,
         "result": json_value(value),
         "coreInfo": {
-            "last_app": "",
+            "last_app": "",  # Particle's, see device_summary
             "last_heard": iso(live.last_heard if live is not None else record.last_heard),
             "connected": True,
             "last_handshake_at": iso(
@@ -142,7 +145,7 @@ def function_reply(record: DeviceRecord, return_value: int) -> dict[str, Any]:
     return {
         "id": record.id,
         "name": record.name,
-        "last_app": "",
+        "last_app": "",  # Particle's, see device_summary
         "connected": True,
         "return_value": return_value,
     }

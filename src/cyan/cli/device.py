@@ -88,6 +88,15 @@ def device_run(
             "--slow-ota", help="Offer no fast OTA: the server waits for every chunk's answer."
         ),
     ] = False,
+    hold_ota_at: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            help="Stop taking an update's chunks once this many bytes are in (a device that "
+            "hangs mid-update); the server's deadline, or its stop, ends the update.",
+            show_default=False,
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a virtual Photon with Tinker. It reconnects by itself until you press Ctrl-C.
@@ -121,7 +130,7 @@ def device_run(
             dns_server=dns_server,
             dns_fallback=dns_fallback,
             stall_handshakes=stall_handshakes,
-            ota_faults=OtaFaults(drop_chunks, disconnect_during_ota, slow_ota),
+            ota_faults=OtaFaults(drop_chunks, disconnect_during_ota, slow_ota, hold_ota_at),
         ),
     )
     console.print(f"virtual device [bold]{keystore.device_id}[/] (Device OS {firmware})")

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from cyan.cli.output import fail, out, reports_errors
 from cyan.device import KeyStore, parse_server
+from cyan.device.keystore import DEVICE_KEY_FILE, SERVER_KEY_FILE
 from cyan.device.resolver import DnsServer, system_dns_servers
 from cyan.diagnose.checks import Check, Status, passed
 from cyan.diagnose.doctor import DoctorOptions, run_doctor
@@ -42,6 +43,29 @@ def doctor(
             help="A device key directory: adds the key-image checks and a real handshake as "
             "that device (if it is online, the server drops it and it reconnects by itself).",
             show_default=False,
+        ),
+    ] = None,
+    device_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The device's private key file, as read off a Photon (particle keys save, or "
+            "dfu-util -a 1 -s 34:612 -U FILE): DER or PEM. With --device-id and --server-key, "
+            "instead of --keys (or over that directory's own files).",
+            show_default=False,
+        ),
+    ] = None,
+    server_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The server key the device holds: its 512-byte image (dfu-util -a 1 -s "
+            "2082:512 -U FILE, or cyan keys server) or a bare public key.",
+            show_default=False,
+        ),
+    ] = None,
+    device_id: Annotated[
+        str | None,
+        typer.Option(
+            help="The device's id (24 hex characters), with --device-key.", show_default=False
         ),
     ] = None,
     dns_servers: Annotated[
@@ -85,7 +109,7 @@ def doctor(
     Run it from the device's network (a laptop on the same Wi-Fi).
     Exit code 0 if nothing failed, 1 otherwise.
     """
-    keystore = KeyStore.load(keys_dir) if keys_dir is not None else None
+    keystore = _keystore(keys_dir, device_key, server_key, device_id)
     if server:
         host, port = parse_server(server)
     elif keystore is not None and keystore.server.address.host is not None:
@@ -123,6 +147,33 @@ def doctor(
             out.print(f"[bold red]First failure:[/] {first_failure.stage}")
     if not passed(checks):
         raise typer.Exit(1)
+
+
+def _keystore(
+    keys_dir: Path | None, device_key: Path | None, server_key: Path | None, device_id: str | None
+) -> KeyStore | None:
+    """The keys to check: a key directory, files given one by one, or both (files win)."""
+    base = KeyStore.load(keys_dir) if keys_dir is not None else None
+    if device_key is None and server_key is None and device_id is None:
+        return base
+    chosen_id = device_id or (base.device_id if base else None)
+    chosen_key = device_key or (base.directory / DEVICE_KEY_FILE if base else None)
+    chosen_server = server_key or (base.directory / SERVER_KEY_FILE if base else None)
+    if chosen_id is None or chosen_key is None or chosen_server is None:
+        missing = [
+            name
+            for name, value in (
+                ("--device-id", chosen_id),
+                ("--device-key", chosen_key),
+                ("--server-key", chosen_server),
+            )
+            if value is None
+        ]
+        raise fail(
+            f"the device's keys are incomplete: give {' and '.join(missing)} too",
+            "Pass --device-id, --device-key and --server-key together, or --keys DIR.",
+        )
+    return KeyStore.from_files(chosen_id, chosen_key, chosen_server)
 
 
 def render(checks: list[Check], target: str) -> Table:

@@ -25,6 +25,7 @@ from cyan.cloud.types import (
     UpdateProgress,
     VariableValue,
 )
+from cyan.protocol.limits import DeviceLimits
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +34,6 @@ log = logging.getLogger(__name__)
 # event streams but no other device (the original server treats "spark" names as system
 # events, protocol.md §4.8).
 SYSTEM_EVENT_PREFIXES = ("spark/", "particle/")
-
-# device-os refuses longer arguments with 4.00 (protocol.md §4.6, MAX_FUNCTION_ARG_LENGTH).
-MAX_FUNCTION_ARGUMENT_BYTES = 1024
-MAX_NAME_BYTES = 64
 
 
 class DeviceLink(Protocol):
@@ -50,6 +47,10 @@ class DeviceLink(Protocol):
     async def get_variable(self, name: str, timeout_s: float) -> VariableValue: ...
 
     async def signal(self, on: bool, timeout_s: float) -> None: ...
+
+    async def describe_again(self) -> LiveDevice:
+        """Ask the device for its functions and variables now (at most one describe in
+        flight, and only a few per minute), and return what it is known to have after."""
 
     async def flash(
         self, data: bytes, options: FlashOptions, on_progress: Callable[[UpdateProgress], None]
@@ -142,22 +143,33 @@ class Router:
 
     async def call_function(self, device_id: str, name: str, argument: str) -> int:
         link = self._link(device_id)
-        # A device acknowledges an unknown function and then never answers (protocol.md §7),
-        # so the name is checked against its describe before anything is sent.
-        if name not in link.live.functions:
-            raise FunctionNotFound(f"Function {name} not found")
-        if len(argument.encode()) > MAX_FUNCTION_ARGUMENT_BYTES:
+        limits = link.live.limits
+        _check_name("Function", name, limits)
+        size = len(argument.encode())
+        if size > limits.function_argument_bytes:
+            # Firmware cuts a longer argument short and calls the function anyway, with no
+            # error the cloud could see (protocol/limits.py): refuse it before it is sent.
             raise BadArgument(
-                f"Function argument is {len(argument.encode())} bytes; "
-                f"a device accepts at most {MAX_FUNCTION_ARGUMENT_BYTES}"
+                f"Function argument is {size} bytes; this device ({limits.basis}) takes "
+                f"at most {limits.function_argument_bytes}"
             )
+        # A device acknowledges an unknown function and then never answers (protocol.md §7),
+        # so the name is checked against its describe before anything is sent; a name the
+        # describe lacks may have been registered since (setup() runs after the connect on
+        # Device OS ≤ 1.5, which never describes itself): ask once more before a 404.
+        if name not in link.live.functions and name not in (await link.describe_again()).functions:
+            raise FunctionNotFound(f"Function {name} not found")
         return await link.call_function(name, argument, self.function_timeout_s)
 
     async def get_variable(self, device_id: str, name: str) -> VariableValue:
         link = self._link(device_id)
-        if name not in link.live.variables:
+        _check_name("Variable", name, link.live.limits)
+        if name not in link.live.variables and name not in (await link.describe_again()).variables:
             raise VariableNotFound("Variable not found")
         return await link.get_variable(name, self.variable_timeout_s)
+
+    async def describe_again(self, device_id: str) -> LiveDevice:
+        return await self._link(device_id).describe_again()
 
     async def signal(self, device_id: str, on: bool) -> None:
         await self._link(device_id).signal(on, self.function_timeout_s)
@@ -194,3 +206,19 @@ class Router:
             link = self._links.get(device_id)
             if link is not None:
                 link.deliver_event(event)  # checks scope and owner
+
+
+def _check_name(what: str, name: str, limits: DeviceLimits) -> None:
+    size = len(name.encode())
+    if size <= limits.name_bytes:
+        return
+    hint = ""
+    if limits.name_bytes < 64:
+        # Device OS < 0.8 lists longer names cut to 12 (Particle's docs: "temperature_sensor
+        # is accessible as temperature_").
+        cut = name.encode()[: limits.name_bytes].decode(errors="ignore")
+        hint = f"; it lists longer names cut short: try {cut}"
+    raise BadArgument(
+        f"{what} name is {size} bytes; this device ({limits.basis}) takes names of at most "
+        f"{limits.name_bytes}{hint}"
+    )

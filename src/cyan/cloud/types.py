@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from cyan.protocol import ota
+from cyan.protocol.limits import MEDIUM, DeviceLimits
 
 # Variable type names as the Particle API shows them, keyed by the describe type code
 # (protocol.md §4.5: 1 bool, 2 int32, 4 string, 9 double).
@@ -50,6 +51,12 @@ class LiveDevice:
     modules: tuple[dict[str, Any], ...] = ()
     # The OTA chunk size it announced (spark/hardware/ota_chunk_size), if it did.
     ota_chunk_bytes: int | None = None
+    # What it can take (argument, name and event sizes), by its Device OS; the gateway
+    # sets it from the Hello and again once the system describe names the release.
+    limits: DeviceLimits = MEDIUM
+    # Device OS 2.x+ posts its own describe once setup() has run (Hello flag 0x20); older
+    # releases never do, so the cloud must ask again to learn late registrations.
+    self_describes: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,17 +34,22 @@ class DeviceApp:
         self.updater = updater
         self.status = status
         self.name = name
+        # Whether setup() has registered Tinker's functions and variables this boot: until
+        # then the describe is empty and calls go unanswered, as on a real device.
+        self.registered = False
 
     def answer(self, connection: DeviceConnection, event: Event) -> UpdateOutcome | None:
         if isinstance(event, DescribeRequested):
             connection.reply_describe(event, self.describe(event.flags))
         elif isinstance(event, FunctionCallRequested):
-            value = self.tinker.call(event.name, event.argument)
+            self.status.calls += 1
+            value = self.tinker.call(event.name, event.argument) if self.registered else None
             # Firmware with no such function acknowledges and never answers (protocol.md §7).
             if value is not None:
                 connection.reply_function(event.token, value)
         elif isinstance(event, VariableRequested):
-            connection.reply_variable(event, self.tinker.variable(event.name))
+            found = self.tinker.variable(event.name) if self.registered else None
+            connection.reply_variable(event, found)
         elif isinstance(event, SignalRequested):
             self.status.signaling = event.on
             self.status.led = "rainbow" if event.on else "breathing cyan"
@@ -59,6 +64,9 @@ class DeviceApp:
         """The describe for ``flags``: application part, system part, or both."""
         app = bool(flags & messages.DescribeFlags.APPLICATION)
         system = self.firmware.system_describe() if flags & messages.DescribeFlags.SYSTEM else None
+        if not app:
+            return payloads.encode_description(None, None, system)
+        registered = self.registered
         return payloads.encode_description(
-            FUNCTIONS if app else None, VARIABLES if app else None, system
+            FUNCTIONS if registered else [], VARIABLES if registered else {}, system
         )

@@ -55,6 +55,32 @@ class KeyStore:
         return cls(directory, device_id, device_key, server)
 
     @classmethod
+    def from_files(
+        cls,
+        device_id: str,
+        device_key: Path,
+        server_key: Path,
+    ) -> KeyStore:
+        """Keys as read off a Photon (`particle keys save`, dfu-util): a private key file
+        (DER or PEM, padding after the DER allowed) and a server key image or public key.
+
+        Nothing is written; ``directory`` is the device key's folder, for messages only.
+        """
+        try:
+            normalized = keys.normalize_device_id(device_id)
+        except ValueError as exc:
+            raise KeyStoreError(str(exc)) from exc
+        try:
+            private = crypto.load_private_key(_read(device_key, "the device key"))
+        except ValueError as exc:
+            raise KeyStoreError(f"{device_key}: {exc}") from exc
+        try:
+            image = keys.parse_server_key_image(_read(server_key, "the server key"))
+        except ValueError as exc:
+            raise KeyStoreError(f"{server_key}: {exc}") from exc
+        return cls(device_key.parent, normalized, private, image)
+
+    @classmethod
     def create(
         cls,
         directory: Path,
@@ -84,3 +110,10 @@ class KeyStore:
             self.server.public_key, self.server.address.host, self.server.address.port
         )
         write_atomically(self.directory / SERVER_KEY_FILE, image)
+
+
+def _read(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KeyStoreError(f"cannot read {what} {path}: {exc.strerror or exc}") from exc

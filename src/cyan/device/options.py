@@ -37,6 +37,14 @@ class DeviceOptions:
     stall_handshakes: int = 0
     # Over-the-air updates broken on purpose (lost chunks, a dropped connection, no fast OTA).
     ota_faults: OtaFaults = field(default_factory=OtaFaults)
+    # setup() runs once per boot, after the first connect (AUTOMATIC mode, no system
+    # thread): as soon as the server's first describe is answered, or this long after the
+    # connect if none comes. None: only when ``VirtualDevice.run_setup()`` is called.
+    setup_after_s: float | None = 0.5
+    # Device OS's TCP stack has Nagle on, and its empty ACK and answer go out as two
+    # writes (protocol.md §7.1); ``coalesce_replies`` sends them in one write instead.
+    nagle: bool = True
+    coalesce_replies: bool = False
 
 
 @dataclass
@@ -48,6 +56,8 @@ class DeviceStatus:
     server_time: int | None = None
     last_error: ProtocolError | None = None
     connects: int = 0
+    # Function calls that reached the app (registered or not).
+    calls: int = 0
     received_events: deque[messages.EventInfo] = field(default_factory=lambda: deque(maxlen=100))
 
 

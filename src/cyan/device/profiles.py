@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from cyan.firmware import MAX_BINARY_BYTES
 from cyan.protocol import ota
+from cyan.protocol.limits import DeviceLimits, limits_for_module
 from cyan.protocol.messages import HelloFlags
 
 PHOTON_PLATFORM_ID = 6
@@ -18,7 +19,9 @@ class FirmwareProfile:
     # device-os 2.x answers describe and variables with an empty ACK and a separate response;
     # 0.x and 1.x piggy-back the answer on the ACK.
     separate_responses: bool
-    # Posts its system and application describe right after Hello without being asked.
+    # Posts its system describe right after Hello, and its application describe once
+    # setup() has run (device-os main.cpp applicationSetupDone), without being asked.
+    # Older releases register what setup() registers silently (protocol.md §7.1).
     posts_describe: bool
     # Private events sent right after connecting.
     connect_events: tuple[tuple[str, str], ...]
@@ -28,6 +31,11 @@ class FirmwareProfile:
     # parts carry the system module version; the bootloader has its own.
     system_module_version: int = 2302
     bootloader_version: int = 1006
+
+    @property
+    def limits(self) -> DeviceLimits:
+        """Its argument, name and event sizes (protocol/limits.py)."""
+        return limits_for_module(self.system_module_version, PHOTON_PLATFORM_ID)
 
 
 _HARDWARE = (

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import time
 from typing import cast
 
@@ -21,12 +22,13 @@ from cyan.device.keystore import KeyStore
 from cyan.device.options import ERROR_LEDS, DeviceOptions, DeviceStatus, parse_server
 from cyan.device.profiles import PHOTON_PLATFORM_ID
 from cyan.device.resolver import fallback_address, resolve
-from cyan.device.tinker import Tinker
+from cyan.device.tinker import FUNCTIONS, VARIABLES, Tinker
 from cyan.device.updater import UpdateOutcome, Updater
 from cyan.diagnose import diagnose_device_side
 from cyan.errors import CyanError
 from cyan.protocol import DeviceConnection, ProtocolError, Stage, crypto, keys, messages
 from cyan.protocol.events import (
+    DescribeRequested,
     Event,
     ServerHelloReceived,
     SessionStarted,
@@ -45,6 +47,11 @@ class _Link(asyncio.Protocol):
         # transport must be known from here on.
         # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
         self._device._transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if self._device.options.nagle and sock is not None:
+            # asyncio turns Nagle off on every TCP connection; Device OS's stack has it on.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
 
     def data_received(self, data: bytes) -> None:
         self._device._feed(data)
@@ -81,6 +88,9 @@ class VirtualDevice:
         updater = Updater(firmware, self.options.ota_faults, name=self.short_id)
         self.app = DeviceApp(self.tinker, firmware, updater, self.status, self.short_id)
         self._restarted_by_update = False
+        # setup() is due: it runs once per boot, after the first connect (options.py).
+        self._setup_due = False
+        self._connected_at = 0.0
 
     @property
     def device_id(self) -> str:
@@ -181,9 +191,11 @@ class VirtualDevice:
                 random_bytes=os.urandom,
                 clock=time.time,
                 separate_responses=self.options.profile.separate_responses,
+                function_argument_bytes=self.options.profile.limits.function_argument_bytes,
             )
             self._closed = loop.create_future()
             self._hello = asyncio.Event()
+            self.app.updater.held = None  # an update held on a lost connection is gone
             try:
                 await asyncio.wait_for(
                     loop.create_connection(lambda: _Link(self), ip, port),
@@ -240,8 +252,34 @@ class VirtualDevice:
         assert self._connection is not None
         self.status.connected = True
         self.status.connects += 1
+        self._connected_at = time.monotonic()
+        self._setup_due = not self.app.registered
         self._stage("cloud", "breathing cyan", "connected")
         self._after_connect(self._connection)
+
+    def run_setup(self) -> None:
+        """The app's setup(): Tinker registers its functions and variables (once per boot).
+
+        Device OS 2.x then posts its application describe; older releases say nothing,
+        and the cloud learns of them only by asking (protocol.md §7.1).
+        """
+        self._setup_due = False
+        if self.app.registered:
+            return
+        self.app.registered = True
+        log.info(
+            "[%s] setup(): registered %d functions and %d variables",
+            self.short_id,
+            len(FUNCTIONS),
+            len(VARIABLES),
+        )
+        connection = self._connection
+        if connection is not None and self.status.connected and self.options.profile.posts_describe:
+            connection.post_describe(
+                messages.DescribeFlags.APPLICATION,
+                self.app.describe(messages.DescribeFlags.APPLICATION),
+            )
+            self._flush()
 
     def _after_connect(self, connection: DeviceConnection) -> None:
         """What Device OS sends unasked right after the Hello (protocol.md §7)."""
@@ -259,7 +297,8 @@ class VirtualDevice:
         for name, data in profile.connect_events:
             connection.publish(messages.EventInfo(name, data.encode(), 60, public=False))
         connection.request_time()
-        if profile.posts_describe:
+        if profile.posts_describe and self.app.registered:
+            # Reconnecting after setup() ran: the describe goes out with the connect.
             connection.post_describe(
                 messages.DescribeFlags.APPLICATION,
                 self.app.describe(messages.DescribeFlags.APPLICATION),
@@ -273,6 +312,9 @@ class VirtualDevice:
         next_heartbeat = time.monotonic()
         while not self._closed.done():
             now = time.monotonic()
+            after = self.options.setup_after_s
+            if self._setup_due and after is not None and now - self._connected_at >= after:
+                self.run_setup()
             if now >= next_heartbeat:
                 next_heartbeat = now + self.options.heartbeat_s
                 self.publish("heartbeat", f'{{"uptime":{self.tinker.uptime_s}}}', public=False)
@@ -305,7 +347,8 @@ class VirtualDevice:
         self._ping_sent_at = None
         try:
             self._connection.receive_data(data)
-            self._flush()
+            if not self.options.coalesce_replies:
+                self._flush()  # an ACK goes out on its own, before the answer (options.py)
             for event in self._connection.events_received():
                 self._dispatch(event)
             self._flush()
@@ -368,6 +411,9 @@ class VirtualDevice:
             self.status.server_time = event.unix_seconds
         else:
             outcome = self.app.answer(connection, event)
+            if isinstance(event, DescribeRequested) and self._setup_due:
+                # setup() runs once the first describe is answered and written (below).
+                asyncio.get_running_loop().call_soon(self.run_setup)
             if outcome is UpdateOutcome.DISCONNECT:
                 self._fail(ProtocolError(Stage.SESSION, "lost the connection during the update"))
             elif outcome is UpdateOutcome.RESTART:
@@ -375,12 +421,19 @@ class VirtualDevice:
 
     def _restart_into_update(self) -> None:
         # Device OS resets once the UpdateDone answer is out; its next Hello says the
-        # update went in (flag 0x01).
+        # update went in (flag 0x01), and setup() runs again after it connects.
         self._restarted_by_update = True
+        self.app.registered = False
         self._flush()
         if self._closed is not None and not self._closed.done():
             self._closed.set_result(None)
         self._disconnect()
+
+    def release_update(self) -> None:
+        """Let an update held by the ``hold_at_bytes`` fault go on."""
+        if self._connection is not None:
+            self.app.updater.release(self._connection)
+            self._flush()
 
     def publish(self, name: str, data: str | None, *, public: bool = False, ttl: int = 60) -> None:
         if self._connection is None or not self.status.connected:

@@ -42,6 +42,9 @@ class OtaFaults:
     drop_chunks: float = 0.0  # the share of chunks lost on the way, 0 to 1
     disconnect_during_ota: bool = False  # lose the connection halfway through the first update
     slow_ota: bool = False  # do not offer fast OTA: every chunk is answered
+    # Once this many bytes are in, take no more chunks until ``Updater.release`` (a device
+    # busy writing flash): the update stays under way for as long as a test needs it.
+    hold_at_bytes: int | None = None
 
 
 class UpdateOutcome(Enum):
@@ -58,6 +61,19 @@ class Updater:
         self._random = random.Random(name)
         self._disconnect_armed = faults.disconnect_during_ota
         self.last_params: UpdateParams | None = None  # what the last UpdateBegin announced
+        # Chunks that arrived while held (faults.hold_at_bytes), in order; None: not holding.
+        self.held: list[ChunkArrived] | None = None
+        self._hold_armed = faults.hold_at_bytes is not None
+
+    @property
+    def holding(self) -> bool:
+        return self.held is not None
+
+    def release(self, connection: DeviceConnection) -> None:
+        """Take the chunks held back, and every later one as it comes."""
+        held, self.held = self.held or [], None
+        for event in held:
+            connection.take_chunk(event)
 
     def handle(self, connection: DeviceConnection, event: Event) -> UpdateOutcome | None:
         if isinstance(event, UpdateBeginRequested):
@@ -81,12 +97,22 @@ class Updater:
         elif isinstance(event, UpdateDoneRequested):
             return self._done(connection, event)
         elif isinstance(event, UpdateAborted):
+            self.held = None
             log.warning("[%s] the server aborted the update; keeping the old firmware", self.name)
         return None
 
     def _chunk(self, connection: DeviceConnection, event: ChunkArrived) -> UpdateOutcome | None:
         receiver = connection.update
         if receiver is None:
+            return None
+        if self.held is not None:
+            self.held.append(event)
+            return None
+        hold_at = self.faults.hold_at_bytes
+        if self._hold_armed and hold_at is not None and receiver.received_bytes >= hold_at:
+            self._hold_armed = False
+            self.held = [event]
+            log.info("[%s] holding the update at %d bytes", self.name, receiver.received_bytes)
             return None
         if self._disconnect_armed and receiver.received_bytes * 2 >= receiver.params.file_bytes:
             self._disconnect_armed = False

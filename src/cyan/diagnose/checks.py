@@ -10,6 +10,9 @@ from enum import StrEnum
 
 from cyan.diagnose.stages import Diagnosis
 
+# What the key rows say when doctor was given no keys.
+KEYS_NEEDED = "needs the device's keys: --keys DIR, or --device-key, --server-key and --device-id"
+
 
 class Status(StrEnum):
     PASS = "pass"

@@ -137,7 +137,9 @@ def _skipped_after(step: Step, options: DoctorOptions) -> list[Check]:
     for later in steps[steps.index(step) + 1 :]:
         detail = f"not checked: {step} failed"
         if later in (Step.SERVER_KEY, Step.HANDSHAKE) and options.keystore is None:
-            detail = "needs the device's key directory: --keys DIR"
+            detail = (
+                "needs the device's keys: --keys DIR, or --device-key, --server-key and --device-id"
+            )
         elif later is Step.SERVER_KEY and options.keystore is not None:
             image = options.keystore.server
             detail += (

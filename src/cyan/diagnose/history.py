@@ -111,6 +111,9 @@ def _verdict(
     if online and (newest is None or handshake is None or newest.failure.at <= handshake):
         return Verdict("online", "connected (breathing cyan)", None, None, None, None)
     if newest is not None and (handshake is None or newest.failure.at >= handshake):
+        lead = _unnamed_lead(newest, handshake, unnamed, address_known=address_known)
+        if lead is not None:
+            return lead
         if newest.diagnosis.stage in DROPPED_STAGES:
             return _from(newest, "dropped", "offline: its connection dropped after it was up")
         return _from(newest, "failing", "its last connection attempt failed")
@@ -132,6 +135,39 @@ def _verdict(
             "reached this server"
         )
     return Verdict("silent", summary, None, cause, fix, None)
+
+
+def _unnamed_lead(
+    newest: FailureReport,
+    handshake: datetime | None,
+    unnamed: list[FailureReport],
+    *,
+    address_known: bool,
+) -> Verdict | None:
+    """Failures that named no device lead when they come from the device's own address
+    after its newest named failure, and outnumber its clean sessions since they began.
+
+    A device that was given another server's key connects, is refused before it can name
+    itself, and tries again: every attempt lands among the unnamed, while its own history
+    ends with the drop of its last good session ("dropped" would say nothing is wrong).
+    """
+    if not address_known:
+        return None
+    since = [r for r in unnamed if r.failure.at > newest.failure.at]
+    if not since:
+        return None
+    first = min(r.failure.at for r in since)
+    clean_sessions = 1 if handshake is not None and handshake >= first else 0
+    if len(since) <= clean_sessions:
+        return None
+    where = since[0].failure.remote_address
+    attempts = "attempt" if len(since) == 1 else "attempts"
+    return _from(
+        since[0],
+        "unnamed-failures",
+        f"{len(since)} connection {attempts} from {where} (this device's last address) "
+        "failed before naming a device, since its last session ended",
+    )
 
 
 def _from(item: FailureReport, state: str, summary: str) -> Verdict:

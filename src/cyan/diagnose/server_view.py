@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from cyan.diagnose.checks import Check, Status, Step
+from cyan.diagnose.checks import KEYS_NEEDED, Check, Status, Step
 from cyan.diagnose.stages import diagnose_device_side, explain_stage
 from cyan.protocol import ProtocolError, Stage
 
@@ -76,7 +76,7 @@ async def server_record(api: CyanApi | None, device_id: str | None) -> Check:
     """The server's verdict on the device's own attempts, read before doctor's handshake."""
     step = Step.SERVER_RECORD
     if device_id is None:
-        return Check(step, Status.SKIPPED, "needs the device's key directory: --keys DIR")
+        return Check(step, Status.SKIPPED, KEYS_NEEDED)
     if api is None or not api.token:
         return Check(step, Status.SKIPPED, "pass --token (or CYAN_TOKEN) to read it")
     body = await api.device_history(device_id)

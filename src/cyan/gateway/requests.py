@@ -1,15 +1,16 @@
-"""What the router asks of a connected device: function calls and variables it waits for,
-and events to deliver where the device subscribed.
+"""What the router asks of a connected device: requests waiting for answers by token,
+describes asked for on demand, and events delivered where the device subscribed.
 
-Mixed into ``DeviceSession`` (session.py), which owns the connection and its waiters;
-kept apart so that the session file holds the connection's life and this one the
-requests riding on it.
+``DeviceSession`` (session.py) holds one ``DeviceRequests``: the session owns the
+connection's life, this object the requests riding on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from cyan.cloud.errors import (
     CloudError,
@@ -18,41 +19,66 @@ from cyan.cloud.errors import (
     DeviceTimedOut,
     VariableNotFound,
 )
-from cyan.cloud.types import VARIABLE_TYPE_NAMES, CloudEvent, LiveDevice, VariableValue
-from cyan.protocol import NoTokenFree, ProtocolError, ServerConnection, messages, payloads
+from cyan.cloud.types import VARIABLE_TYPE_NAMES, CloudEvent, VariableValue
+from cyan.protocol import NoTokenFree, ProtocolError, messages, payloads
 from cyan.protocol.coap import CoapCode, format_code
 from cyan.protocol.events import ResponseReceived
 
+if TYPE_CHECKING:
+    from cyan.gateway.session import DeviceSession
+
+log = logging.getLogger("cyan.gateway")
+
 _TYPE_CODES = {name: code for code, name in VARIABLE_TYPE_NAMES.items()}
+# On-demand describes (a call or read naming what the last describe lacked): a burst of
+# this many, then one more every DESCRIBE_REFILL_S, so a client naming unknown functions
+# in a loop costs the device a describe now and then, not one per request.
+DESCRIBE_BURST = 4
+DESCRIBE_REFILL_S = 15.0
 
 
 class DeviceRequests:
-    __slots__ = ()
+    __slots__ = (
+        "_budget",
+        "_budget_at",
+        "_describing",
+        "_session",
+        "_waiters",
+        "oversized_events",
+        "subscriptions",
+    )
 
-    # Provided by DeviceSession.
-    connection: ServerConnection
-    owner_id: int | None
-    _waiters: dict[int, asyncio.Future[ResponseReceived]]
-    _subscriptions: list[messages.SubscriptionInfo]
+    def __init__(self, session: DeviceSession) -> None:
+        self._session = session
+        self._waiters: dict[int, asyncio.Future[ResponseReceived]] = {}
+        self.subscriptions: list[messages.SubscriptionInfo] = []
+        self._describing: asyncio.Future[None] | None = None
+        self._budget = float(DESCRIBE_BURST)
+        self._budget_at = session.opened_at
+        # Events not sent because they were bigger than the device takes.
+        self.oversized_events = 0
 
-    @property
-    def is_online(self) -> bool:
-        raise NotImplementedError
+    # -- what the session reports ---------------------------------------------------------
 
-    @property
-    def live(self) -> LiveDevice:
-        raise NotImplementedError
+    def answered(self, event: ResponseReceived) -> None:
+        future = self._waiters.pop(event.token, None)
+        if future is not None and not future.done():
+            future.set_result(event)
 
-    def _flush(self) -> None:
-        raise NotImplementedError
+    def connection_lost(self) -> None:
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(DeviceOffline("Device went offline"))
+        self._waiters.clear()
 
-    def fail(self, error: ProtocolError) -> None:
-        raise NotImplementedError
+    # -- requests -------------------------------------------------------------------------
 
-    async def _request(
+    async def request(
         self, start: Callable[..., int], timeout_s: float, *args: object
     ) -> ResponseReceived:
-        if not self.is_online:
+        """Send a request (``start`` returns its token) and wait for its answer."""
+        session = self._session
+        if not session.is_online:
             raise DeviceOffline("Device is offline")
         try:
             token = start(*args)
@@ -60,17 +86,18 @@ class DeviceRequests:
             raise DeviceBusy("Too many requests are waiting for this device") from exc
         future: asyncio.Future[ResponseReceived] = asyncio.get_running_loop().create_future()
         self._waiters[token] = future
-        self._flush()
+        session.flush()
         try:
             return await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             raise DeviceTimedOut("Timed out.") from None
         finally:
             self._waiters.pop(token, None)
-            self.connection.forget(token)
+            session.connection.forget(token)
 
     async def call_function(self, name: str, argument: str, timeout_s: float) -> int:
-        reply = await self._request(self.connection.call_function, timeout_s, name, argument)
+        connection = self._session.connection
+        reply = await self.request(connection.call_function, timeout_s, name, argument)
         if reply.code != CoapCode.CHANGED:
             raise CloudError(f"The device refused the call ({format_code(reply.code)})")
         try:
@@ -79,8 +106,10 @@ class DeviceRequests:
             raise CloudError(f"The device answered the call with {exc.reason}") from exc
 
     async def get_variable(self, name: str, timeout_s: float) -> VariableValue:
-        type_code = _TYPE_CODES.get(self.live.variables.get(name, ""), payloads.VARIABLE_STRING)
-        reply = await self._request(self.connection.request_variable, timeout_s, name)
+        session = self._session
+        kind = session.live.variables.get(name, "")
+        type_code = _TYPE_CODES.get(kind, payloads.VARIABLE_STRING)
+        reply = await self.request(session.connection.request_variable, timeout_s, name)
         if reply.code == CoapCode.NOT_FOUND:
             raise VariableNotFound("Variable not found")
         if reply.code != CoapCode.CONTENT:
@@ -90,11 +119,61 @@ class DeviceRequests:
         except ProtocolError as exc:
             raise CloudError(f"The device answered with {exc.reason}") from exc
 
+    async def describe_again(self, timeout_s: float) -> None:
+        """Ask for the application describe now, unless one is on its way or the budget is
+        spent; callers at the same time share one describe."""
+        if self._describing is None and self._take_budget():
+            self._describing = asyncio.ensure_future(self._ask_describe(timeout_s))
+        if self._describing is not None:
+            # Shielded: one caller's timeout or disconnect must not cancel it for the rest.
+            await asyncio.shield(self._describing)
+
+    def _take_budget(self) -> bool:
+        now = self._session.monotonic()
+        refill = (now - self._budget_at) / DESCRIBE_REFILL_S
+        self._budget = min(DESCRIBE_BURST, self._budget + refill)
+        self._budget_at = now
+        if self._budget < 1:
+            return False
+        self._budget -= 1
+        return True
+
+    async def _ask_describe(self, timeout_s: float) -> None:
+        session = self._session
+        try:
+            flags = messages.DescribeFlags.APPLICATION
+            await self.request(session.connection.request_describe, timeout_s, flags)
+        except CloudError as exc:  # offline or timed out: answer with what is known
+            log.info("device %s did not describe itself again: %s", session.device_id, exc)
+        finally:
+            self._describing = None
+
+    # -- events to the device -------------------------------------------------------------
+
     def deliver_event(self, event: CloudEvent) -> None:
-        if not self.is_online or not self._matches(event):
+        session = self._session
+        if not session.is_online or not self._matches(event):
+            return
+        limits = session.live.limits
+        data_bytes = len(event.data.encode()) if event.data is not None else 0
+        name_bytes = len(event.name.encode())
+        if data_bytes > limits.event_data_bytes or name_bytes > limits.event_name_bytes:
+            # Bigger than its release's buffers: it would be cut short, or crash the firmware
+            # (protocol/limits.py). Its other subscribers still get it.
+            if not self.oversized_events:
+                log.info(
+                    "device %s (%s) takes events of at most %d bytes of data: event %s "
+                    "(%d bytes) and any larger ones are not sent to it",
+                    session.device_id,
+                    limits.basis,
+                    limits.event_data_bytes,
+                    event.name,
+                    data_bytes,
+                )
+            self.oversized_events += 1
             return
         try:
-            self.connection.send_event(
+            session.connection.send_event(
                 messages.EventInfo(
                     event.name,
                     event.data.encode() if event.data is not None else None,
@@ -103,18 +182,19 @@ class DeviceRequests:
                 )
             )
         except ProtocolError as error:
-            self.fail(error)
+            session.fail(error)
             return
-        self._flush()
+        session.flush()
 
     def _matches(self, event: CloudEvent) -> bool:
-        for sub in self._subscriptions:
+        owner_id = self._session.owner_id
+        for sub in self.subscriptions:
             if not event.name.startswith(sub.prefix):
                 continue
             if sub.device_id is not None and sub.device_id != event.device_id:
                 continue
             if sub.my_devices:
-                if self.owner_id is not None and event.owner_id == self.owner_id:
+                if owner_id is not None and event.owner_id == owner_id:
                     return True
             elif event.public:
                 return True

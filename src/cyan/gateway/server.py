@@ -16,9 +16,17 @@ from typing import Any, TypeVar
 from cyan.cloud.router import Router
 from cyan.cloud.types import CloudEvent
 from cyan.gateway.session import DeviceSession
+from cyan.gateway.writes import write_isolated
 from cyan.protocol import ProtocolError, Stage, crypto, payloads
 from cyan.settings import GatewaySettings
-from cyan.store import ConnectionFailure, PresenceUpdate, Registration, SessionUpdate, Store
+from cyan.store import (
+    ConnectionFailure,
+    PresenceUpdate,
+    Registration,
+    SessionUpdate,
+    Store,
+    StoreUnavailable,
+)
 
 log = logging.getLogger("cyan.gateway")
 
@@ -138,7 +146,9 @@ class Gateway:
 
     def shared(self, value: T) -> T:
         """One shared copy of an equal tuple or dict (never mutated once shared)."""
-        key = tuple(value.items()) if isinstance(value, dict) else value
+        # The type is part of the key: an empty dict and an empty tuple are both "nothing"
+        # as items, and must not come back as each other.
+        key = (dict, tuple(value.items())) if isinstance(value, dict) else (type(value), value)
         if len(self._shared) > SHARED_DESCRIBES_MAX:
             self._shared.clear()
         existing: T = self._shared.setdefault(key, value)
@@ -171,6 +181,8 @@ class Gateway:
             platform_id=live.platform_id,
             product_id=live.product_id,
             product_firmware_version=live.product_firmware_version,
+            # Known at once from the long Hello of Device OS ≥ 3; else from the describe.
+            system_firmware_version=live.system_version,
         )
 
     def device_described(self, session: DeviceSession, description: payloads.Description) -> None:
@@ -244,20 +256,23 @@ class Gateway:
         return len(self._presence) + len(self._session_writes) + len(self._failure_writes)
 
     async def flush(self) -> None:
-        """Write queued handshakes, describes, presence and failures, in that order."""
+        """Write queued handshakes, describes, presence and failures, in that order.
+
+        A batch the database refuses is written again record by record, so one bad record
+        (logged, then dropped) never holds back the others; only a store that cannot be
+        reached keeps everything queued for the next sweep (and raises).
+        """
         sessions, self._session_writes = list(self._session_writes.values()), {}
         presence, self._presence = list(self._presence.values()), {}
         failures = list(self._failure_writes)
         self._failure_writes.clear()
         try:
-            if sessions:
-                await self.store.record_sessions(sessions)
-            if presence:
-                await self.store.record_presence(presence)
-            if failures:
-                await self.store.record_failures(failures)
-                failures = []
-        except Exception:
+            await write_isolated("device sessions", self.store.record_sessions, sessions)
+            sessions = []
+            await write_isolated("presence", self.store.record_presence, presence)
+            presence = []
+            await write_isolated("connection failures", self.store.record_failures, failures)
+        except StoreUnavailable:
             self._failure_writes.extendleft(reversed(failures))
             # Put back what was not written, unless newer state arrived meanwhile.
             for update in sessions:

@@ -14,20 +14,19 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from cyan.cloud.errors import (
-    DeviceOffline,
-)
 from cyan.cloud.types import (
     VARIABLE_TYPE_NAMES,
     CloudEvent,
     FlashOptions,
     LiveDevice,
     UpdateProgress,
+    VariableValue,
 )
 from cyan.diagnose import diagnose
 from cyan.gateway.requests import DeviceRequests
+from cyan.gateway.tcp import quick_ack
 from cyan.gateway.update import run_update
-from cyan.gateway.versions import system_version_of
+from cyan.gateway.versions import release_name, system_module_of
 from cyan.protocol import ProtocolError, ServerConnection, Stage, messages, ota, payloads
 from cyan.protocol.events import (
     DescribeReceived,
@@ -41,6 +40,7 @@ from cyan.protocol.events import (
     UpdateAccepted,
     UpdateFinished,
 )
+from cyan.protocol.limits import device_limits
 
 if TYPE_CHECKING:
     from cyan.gateway.server import Gateway
@@ -48,16 +48,15 @@ if TYPE_CHECKING:
 log = logging.getLogger("cyan.gateway")
 
 
-class DeviceSession(DeviceRequests, asyncio.Protocol):
+class DeviceSession(asyncio.Protocol):
     __slots__ = (
         "_activity",
         "_closing",
+        "_describe_due",
         "_failure",
         "_gateway",
         "_live",
-        "_subscriptions",
         "_transport",
-        "_waiters",
         "connection",
         "device_id",
         "last_heard_at",
@@ -66,6 +65,7 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         "owner_id",
         "ping_sent_at",
         "remote_ip",
+        "requests",
     )
 
     def __init__(self, gateway: Gateway) -> None:
@@ -86,12 +86,13 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         self.device_id: str | None = None
         self.owner_id: int | None = None
         self._live: LiveDevice | None = None
-        self._waiters: dict[int, asyncio.Future[ResponseReceived]] = {}
-        self._subscriptions: list[messages.SubscriptionInfo] = []
+        self.requests = DeviceRequests(self)
         self._closing = False
         self._failure: ProtocolError | None = None
         # Set by whatever moves a running update on (gateway/update.py); None otherwise.
         self._activity: asyncio.Event | None = None
+        # When to ask a device that never describes itself again (monotonic, soonest last).
+        self._describe_due: list[float] = []
 
     # -- asyncio.Protocol -----------------------------------------------------------------
 
@@ -108,6 +109,11 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         self.ping_sent_at = None
         self.last_heard_at = self._gateway.clock()
         self.drive(self.connection.receive_data, data)
+        if self.connection.pending_requests and self._transport is not None:
+            # Device OS writes its empty ACK and its answer as two segments, and with Nagle
+            # the second waits for our ACK of the first, which Linux delays by 40 ms: while
+            # an answer is due, acknowledge at once (protocol.md §7.1).
+            quick_ack(self._transport)
         if self._activity is not None:
             self._activity.set()
 
@@ -124,10 +130,7 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         if self._failure is None and not self._closing:
             reason = f"connection lost: {exc}" if exc else "the device closed the connection"
             self._log_failure(ProtocolError(self._stage_now(), reason, device_id=self.device_id))
-        for future in self._waiters.values():
-            if not future.done():
-                future.set_exception(DeviceOffline("Device went offline"))
-        self._waiters.clear()
+        self.requests.connection_lost()
         self.drive(self.connection.closed)  # a running update fails, and says so
         if self._activity is not None:
             self._activity.set()
@@ -153,18 +156,21 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         if self._transport is not None and not self._transport.is_closing():
             self._transport.set_write_buffer_limits()  # asyncio's defaults again
 
-    def drive(self, step: Callable[..., None], *args: object) -> None:
+    def monotonic(self) -> float:
+        return self._gateway.monotonic()
+
+    def drive(self, step: Callable[..., object], *args: object) -> None:
         """Call one core method, then write its bytes and handle its events."""
         try:
             step(*args)
-            self._flush()
+            self.flush()
             for event in self.connection.events_received():
                 self._dispatch(event)
-            self._flush()
+            self.flush()
         except ProtocolError as error:
             self.fail(error)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
         data = self.connection.data_to_send()
         if data and self._transport is not None and not self._transport.is_closing():
             self._transport.write(data)
@@ -215,14 +221,13 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         elif isinstance(event, EventPublished):
             self._published(event.event)
         elif isinstance(event, SubscriptionRequested):
-            if event.subscription not in self._subscriptions:
-                self._subscriptions.append(event.subscription)
+            subscriptions = self.requests.subscriptions
+            if event.subscription not in subscriptions:
+                subscriptions.append(event.subscription)
                 if self.device_id is not None and self._live is not None:
                     self._gateway.router.subscribe(self.device_id, event.subscription.prefix)
         elif isinstance(event, ResponseReceived):
-            future = self._waiters.pop(event.token, None)
-            if future is not None and not future.done():
-                future.set_result(event)
+            self.requests.answered(event)
         elif isinstance(event, UpdateAccepted):
             mode = "fast OTA" if event.fast else "one chunk at a time"
             log.info("device %s takes the update (%s)", self.device_id, mode)
@@ -259,6 +264,7 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
     def _online(self, event: HelloReceived) -> None:
         now = datetime.now(UTC)
         hello = event.hello
+        self_describes = bool(hello.flags & messages.HelloFlags.DEVICE_INITIATED_DESCRIBE)
         self._live = LiveDevice(
             device_id=event.device_id,
             remote_ip=self.remote_ip,
@@ -267,10 +273,25 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
             platform_id=hello.platform_id,
             product_id=hello.product_id,
             product_firmware_version=hello.product_firmware_version,
+            system_version=release_name(hello.system_module_version),
+            limits=device_limits(hello, None, release_name(hello.system_module_version)),
+            self_describes=self_describes,
         )
         self._gateway.device_online(self)
-        # Ask for the application describe at once; Device OS 2.x also posts it unasked.
-        self.connection.request_describe(messages.DescribeFlags.APPLICATION)
+        flags = messages.DescribeFlags.APPLICATION
+        if not self_describes:
+            # The system part names the release, and with it the device's limits; a device
+            # that posts its describes (2.x) posts its system part by itself.
+            flags |= messages.DescribeFlags.SYSTEM
+        self.connection.request_describe(flags)
+        if not self_describes:
+            # Its setup() runs after this connect and registers what it has, but it will
+            # never say so: ask again once the app has had time to start (a few times, as
+            # a slow setup may register late). The original spark-protocol server asked
+            # only when a request needed it; calls and reads still do (requests.py).
+            first = self._gateway.settings.describe_again_s
+            start = self._gateway.monotonic()
+            self._describe_due = [start + first * factor for factor in (30, 5, 1)]
 
     def _described(self, description: payloads.Description) -> None:
         if self._live is None:
@@ -280,14 +301,25 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
             live = replace(live, functions=self._gateway.shared(description.functions))
         if description.variables is not None:
             variables = {
-                name: VARIABLE_TYPE_NAMES.get(code, "unknown")
+                # A type code Cyan does not know is read as a string (payloads.py
+                # decode_variable), so it is listed as one.
+                name: VARIABLE_TYPE_NAMES.get(code, "string")
                 for name, code in description.variables.items()
             }
             live = replace(live, variables=self._gateway.shared(variables))
         modules = (description.system or {}).get("m")
         if isinstance(modules, list):
             found = tuple(m for m in modules if isinstance(m, dict))
-            live = replace(live, modules=found, system_version=system_version_of(found))
+            module_version = system_module_of(found)
+            release = release_name(module_version)
+            hello = self.connection.hello
+            assert hello is not None
+            live = replace(
+                live,
+                modules=found,
+                system_version=release or live.system_version,
+                limits=device_limits(hello, module_version, release),
+            )
         self._live = live
         self._gateway.device_described(self, description)
 
@@ -319,6 +351,19 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
 
     # -- the DeviceLink the router uses ---------------------------------------------------
 
+    async def call_function(self, name: str, argument: str, timeout_s: float) -> int:
+        return await self.requests.call_function(name, argument, timeout_s)
+
+    async def get_variable(self, name: str, timeout_s: float) -> VariableValue:
+        return await self.requests.get_variable(name, timeout_s)
+
+    async def describe_again(self) -> LiveDevice:
+        await self.requests.describe_again(self._gateway.settings.describe_timeout_s)
+        return self.live
+
+    def deliver_event(self, event: CloudEvent) -> None:
+        self.requests.deliver_event(event)
+
     @property
     def live(self) -> LiveDevice:
         assert self._live is not None
@@ -334,7 +379,7 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
         await run_update(self, data, options, on_progress)
 
     async def signal(self, on: bool, timeout_s: float) -> None:
-        await self._request(self.connection.signal, timeout_s, on)
+        await self.requests.request(self.connection.signal, timeout_s, on)
         if self._live is not None:
             self._live = replace(self._live, signaling=on)
 
@@ -345,6 +390,9 @@ class DeviceSession(DeviceRequests, asyncio.Protocol):
 
     def check_timers(self, now: float) -> None:
         settings = self._gateway.settings
+        if self._describe_due and now >= self._describe_due[-1] and self.is_online:
+            self._describe_due.pop()
+            self.drive(self.connection.request_describe, messages.DescribeFlags.APPLICATION)
         if self._live is None:
             if now - self.opened_at > settings.handshake_timeout_s:
                 state = self.connection.handshake_state.value

@@ -38,14 +38,20 @@ from cyan.protocol.handshake import (
     RandomBytes,
     SessionMaterial,
 )
+from cyan.protocol.limits import LARGE
 from cyan.protocol.messages import MessageKind, classify
 from cyan.protocol.transfer import UpdateReceiver
 
-MAX_FUNCTION_ARGUMENT_BYTES = 1024  # protocol_defs.h MAX_FUNCTION_ARG_LENGTH
-
 
 class DeviceConnection(Connection):
-    __slots__ = ("_handshake", "_hello", "separate_responses", "server_hello_received", "update")
+    __slots__ = (
+        "_handshake",
+        "_hello",
+        "function_argument_bytes",
+        "separate_responses",
+        "server_hello_received",
+        "update",
+    )
 
     def __init__(
         self,
@@ -59,6 +65,7 @@ class DeviceConnection(Connection):
         separate_responses: bool = True,
         send_public_key: bool = True,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        function_argument_bytes: int = LARGE.function_argument_bytes,
     ) -> None:
         super().__init__(random_bytes=random_bytes, clock=clock, max_frame_bytes=max_frame_bytes)
         self._handshake = DeviceHandshake(
@@ -67,6 +74,8 @@ class DeviceConnection(Connection):
         self._hello = hello
         self.update: UpdateReceiver | None = None  # the update being received, if any
         self.separate_responses = separate_responses
+        # The release's argument buffer (protocol/limits.py): what is longer is cut short.
+        self.function_argument_bytes = function_argument_bytes
         self.server_hello_received = False
 
     @property
@@ -293,10 +302,13 @@ class DeviceConnection(Connection):
             # device-os drops the connection on a request without a token (protocol.md §5.3).
             raise ProtocolError(Stage.SESSION, "function call without a token or a name")
         argument = query[0] if query else b""
-        if len(argument) > MAX_FUNCTION_ARGUMENT_BYTES:
-            self.send(messages.coded_ack(message.message_id, CoapCode.BAD_REQUEST, message.token))
-            return
-        self.send(messages.empty_ack(message.message_id))
+        if len(argument) > self.function_argument_bytes:
+            # As device-os functions.h does: a coded ACK 4.00 without the token, then the
+            # function is called all the same with what fits (protocol/limits.py).
+            self.send(messages.coded_ack(message.message_id, CoapCode.BAD_REQUEST))
+            argument = argument[: self.function_argument_bytes]
+        else:
+            self.send(messages.empty_ack(message.message_id))
         self._emit(
             FunctionCallRequested(
                 message.token[0],

@@ -20,8 +20,6 @@ DEFAULT_EVENT_TTL = 60
 # handshake (device-os system/src/system_cloud_internal.cpp, Spark_Handshake).
 CLAIM_CODE_EVENT = "spark/device/claim/code"
 MAX_EVENT_TTL = 16_777_215  # protocol_defs.h MAX_EVENT_TTL_SECONDS
-MAX_EVENT_NAME_BYTES = 64
-MAX_EVENT_DATA_BYTES = 1024
 
 PATH, QUERY, MAX_AGE = OptionNumber.URI_PATH, OptionNumber.URI_QUERY, OptionNumber.MAX_AGE
 
@@ -114,29 +112,63 @@ class HelloInfo:
     product_firmware_version: int
     flags: int
     platform_id: int
+    # Only in the long Hello of Device OS ≥ 3 (messages.cpp ``hello``): the system module
+    # version (e.g. 5002 for 5.0.0) and what the device can take.
+    system_module_version: int | None = None
+    max_message_bytes: int | None = None
+    max_binary_bytes: int | None = None
+    ota_chunk_bytes: int | None = None
 
 
 def encode_hello_payload(info: HelloInfo) -> bytes:
-    """The 8-byte Photon form: product id, version, reserved 0, flags, platform id (§4.4.1)."""
+    """The 8-byte Photon form: product id, version, reserved 0, flags, platform id (§4.4.1);
+    the long form of Device OS ≥ 3 (no device id, as over TCP) when a system version is set."""
+    if info.system_module_version is None:
+        return struct.pack(
+            ">HHBBH",
+            info.product_id,
+            info.product_firmware_version,
+            0,
+            info.flags & 0xFF,
+            info.platform_id,
+        )
     return struct.pack(
-        ">HHBBH",
+        ">HHHHBBHHIH",
         info.product_id,
         info.product_firmware_version,
-        0,
-        info.flags & 0xFF,
+        info.flags & 0xFFFF,
         info.platform_id,
+        0,
+        0,
+        info.system_module_version,
+        info.max_message_bytes or 0,
+        info.max_binary_bytes or 0,
+        info.ota_chunk_bytes or 0,
     )
 
 
 def decode_hello_payload(payload: bytes) -> HelloInfo:
-    """Parse defensively: the Core sends 6 bytes, 0.x–2.x Photons 8, Device OS 5 sends 20."""
+    """Parse defensively: the Core sends 6 bytes, 0.x–2.x Photons 8, Device OS 5 sends 20.
+
+    The long form (device-os v5.0.0 messages.cpp ``hello``) goes on after the platform id
+    with a reserved byte, the device id's length and the id, then the system module
+    version, the largest message and binary, and the OTA chunk size, all big-endian.
+    """
     if len(payload) < 4:
         raise ProtocolError(Stage.HELLO, f"Hello payload of {len(payload)} bytes is too short")
     product_id, version = struct.unpack_from(">HH", payload)
     flags = int.from_bytes(payload[4:6], "big") if len(payload) >= 6 else 0
     # The Core sends no platform id; it is platform 0 (protocol.md §4.4.1).
     platform_id = int.from_bytes(payload[6:8], "big") if len(payload) >= 8 else 0
-    return HelloInfo(product_id, version, flags, platform_id)
+    if len(payload) < 10:
+        return HelloInfo(product_id, version, flags, platform_id)
+    tail = 10 + payload[9]  # after the device id
+    if len(payload) < tail + 10:
+        return HelloInfo(product_id, version, flags, platform_id)
+    system, max_message, max_binary, chunk = struct.unpack_from(">HHIH", payload, tail)
+    return HelloInfo(
+        product_id, version, flags, platform_id, system or None, max_message, max_binary, chunk
+    )
 
 
 def hello(message_id: int, payload: bytes = b"") -> CoapMessage:

@@ -9,7 +9,7 @@ from cyan.store.accounts import (
     UserExists,
 )
 from cyan.store.devices import UNCHANGED, ClaimOutcome
-from cyan.store.errors import StoreError
+from cyan.store.errors import StoreError, StoreUnavailable
 from cyan.store.records import (
     ConnectionFailure,
     DeviceRecord,
@@ -36,6 +36,7 @@ __all__ = [
     "SessionUpdate",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "TokenRecord",
     "UnknownUser",
     "UserExists",

@@ -7,3 +7,10 @@ from cyan.errors import CyanError
 
 class StoreError(CyanError):
     """The database refused a change, lost its connection, or was handed bad input."""
+
+
+class StoreUnavailable(StoreError):
+    """The database could not be reached or was busy: the same write may work later.
+
+    Every other StoreError means the database refused this particular write.
+    """

@@ -14,13 +14,20 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from cyan.store import migrate
 from cyan.store.accounts import Accounts, token_hash
 from cyan.store.devices import DeviceWrites
-from cyan.store.errors import StoreError
+from cyan.store.errors import StoreError, StoreUnavailable
 from cyan.store.failures import FailureLog
 from cyan.store.models import AccessToken, Device, DeviceKey, User, utcnow
 from cyan.store.records import DeviceRecord, UserRecord
@@ -41,6 +48,16 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         return f"{type(exc.orig).__name__}: {exc.orig}"
     return str(exc)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """Whether the database was unreachable or busy (SQLite's "database is locked" is an
+    OperationalError too), rather than refusing this write."""
+    if isinstance(exc, OSError | TimeoutError | OperationalError | InterfaceError):
+        return True
+    if isinstance(exc, DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 class Store(SessionWrites, DeviceWrites, Accounts, FailureLog, UpdateLog):
@@ -92,13 +109,15 @@ class Store(SessionWrites, DeviceWrites, Accounts, FailureLog, UpdateLog):
     async def _transaction(self, what: str) -> AsyncIterator[AsyncSession]:
         """One session and transaction; database failures come out as StoreError."""
         if self._closed:
-            raise StoreError(f"{what}: the store is closed")
+            raise StoreUnavailable(f"{what}: the store is closed")
         try:
             async with self._sessions() as session, session.begin():
                 yield session
         except IntegrityError as exc:
             raise _Conflict(f"{what}: refused by the database: {_reason(exc)}") from exc
-        except (SQLAlchemyError, OSError) as exc:
+        except (SQLAlchemyError, OSError, TimeoutError) as exc:
+            if _unavailable(exc):
+                raise StoreUnavailable(f"{what}: database unavailable: {_reason(exc)}") from exc
             raise StoreError(f"{what}: database error: {_reason(exc)}") from exc
 
     async def _retrying(self, what: str, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
