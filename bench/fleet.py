@@ -1,6 +1,10 @@
-"""A light device fleet: the device end of ``cyan.protocol.DeviceConnection`` as a bare
-``asyncio.Protocol`` (no tasks, no timers, no heartbeats). It answers what the server asks
-(describe, function calls, variables, pings) and timestamps each stage.
+"""A device fleet for the benchmarks: Cyan's own virtual device (``cyan.device``), the one
+`cyan serve --demo` and the tests run, set up for load: no heartbeat, no time request, no
+events or subscriptions on connect, Tinker registered from the start (setup() has run).
+
+Every member's connection goes through the shared driver and its timers sit on the one
+heap per process, so an idle fleet wakes only for its keepalives. ``Member`` reads the
+times each stage was reached from the device's status.
 """
 
 from __future__ import annotations
@@ -8,179 +12,100 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import socket
-import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.connection import Connection
-from typing import cast
+from pathlib import Path
 
 from bench.figures import HOST, clock
 from bench.processes import child_main, serve_control
-from cyan.device.profiles import PHOTON_PLATFORM_ID, PROFILES
-from cyan.device.tinker import FUNCTIONS, VARIABLES
-from cyan.protocol import DeviceConnection, ProtocolError, crypto, messages, payloads
-from cyan.protocol.events import (
-    DescribeRequested,
-    Event,
-    FunctionCallRequested,
-    PingAcknowledged,
-    ServerHelloReceived,
-    SessionStarted,
-    VariableRequested,
-)
+from cyan.device import PROFILES, DeviceOptions, VirtualDevice
+from cyan.driver import Timers
+from cyan.keydir import KeyStore
+from cyan.protocol import crypto, keys
 
-HELLO = messages.HelloInfo(PHOTON_PLATFORM_ID, 3, PROFILES["1.5.2"].hello_flags, PHOTON_PLATFORM_ID)
-APP_DESCRIBE = payloads.encode_description(FUNCTIONS, VARIABLES)
-FULL_DESCRIBE = payloads.encode_description(
-    FUNCTIONS, VARIABLES, {"p": PHOTON_PLATFORM_ID, "m": []}
-)
-
-# How a bench device writes: Nagle off and the ACK apart from the answer (asyncio's
-# default); as Device OS does, Nagle on and the ACK and answer as two writes (protocol.md
-# §7.1); or Nagle on and both in one write.
+# How a bench device writes: Nagle off (asyncio's default for its connections); as Device
+# OS does, Nagle on and the empty ACK and the answer as two writes (protocol.md §7.1); or
+# Nagle on and both in one write.
 NODELAY, TWO_SEGMENT, ONE_SEGMENT = "nodelay", "two-segment", "one-segment"
 
+# Device OS 2.3.1's Hello (so the server asks for one describe and schedules no more),
+# with nothing sent unasked after it.
+BENCH_PROFILE = replace(
+    PROFILES["2.3.1"],
+    posts_describe=False,
+    connect_events=(),
+    system_subscriptions=(),
+    requests_time=False,
+)
+# The members' key directory: never written (bench keys live in memory), only looked at
+# for a firmware.json, which is not there.
+KEYLESS_DIR = Path(os.devnull)
 
-class BenchDevice(asyncio.Protocol):
-    """One device connection; timestamps (``clock()``) of each stage, 0.0 until reached.
 
-    ``t_hello``: the server's Hello arrived. ``t_described``: the server ACKed our describe
-    response; the gateway writes that ACK from the same callback, with no await between,
-    in which it stores the functions on the live device (gateway/session.py ``_run``:
-    core, flush, then ``_described``), so from here on the API lists them.
-    """
-
-    __slots__ = (
-        "_describe_sent",
-        "calls",
-        "closed_by_us",
-        "connection",
-        "device_id",
-        "error",
-        "fleet",
-        "settled",
-        "t_closed",
-        "t_connected",
-        "t_described",
-        "t_hello",
-        "t_session",
-        "t_start",
-        "transport",
-        "writes",
+def bench_options(port: int, writes: str = NODELAY) -> DeviceOptions:
+    return DeviceOptions(
+        server=f"{HOST}:{port}",
+        profile=BENCH_PROFILE,
+        heartbeat_s=None,
+        setup_after_s=None,
+        nagle=writes != NODELAY,
+        coalesce_replies=writes == ONE_SEGMENT,
     )
 
-    def __init__(
-        self,
-        fleet: Fleet,
-        device_id: str,
-        key: crypto.RsaPrivateKey,
-        writes: str = NODELAY,
-    ) -> None:
+
+class Member:
+    """One virtual device of the fleet and the times its stages were reached."""
+
+    __slots__ = ("closed_by_us", "device", "error", "fleet", "task")
+
+    def __init__(self, fleet: Fleet, device: VirtualDevice) -> None:
         self.fleet = fleet
-        self.device_id = device_id
-        self.writes = writes
-        self.connection = DeviceConnection(
-            device_id,
-            key,
-            fleet.server_public_key,
-            HELLO,
-            random_bytes=os.urandom,
-            clock=time.time,
-            separate_responses=True,
-        )
-        self.transport: asyncio.Transport | None = None
-        self.settled: asyncio.Future[None] | None = None
+        self.device = device
         self.error: str | None = None
-        self._describe_sent = False
         self.closed_by_us = False
-        self.calls = 0
-        self.t_start = self.t_connected = self.t_session = 0.0
-        self.t_hello = self.t_described = self.t_closed = 0.0
+        self.task: asyncio.Task[None] | None = None
 
-    # asyncio.Protocol
+    @property
+    def device_id(self) -> str:
+        return self.device.device_id
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)
-        self.t_connected = clock()
-        if self.writes != NODELAY:
-            # Nagle on, as Device OS's TCP stack has it (asyncio turns it off).
-            sock = transport.get_extra_info("socket")
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    def _at(self, what: str) -> float:
+        return self.device.status.times.get(what, 0.0)
 
-    def data_received(self, data: bytes) -> None:
-        connection = self.connection
-        try:
-            connection.receive_data(data)
-            if self.writes != ONE_SEGMENT:
-                self._flush()  # the empty ACK in a write of its own, as Device OS does
-            for event in connection.events_received():
-                self._dispatch(event)
-            self._flush()
-        except ProtocolError as error:
-            self._fail(f"{error.stage.value}: {error.reason}")
+    @property
+    def t_start(self) -> float:
+        return self._at("start")
 
-    def eof_received(self) -> bool | None:
-        try:
-            self.connection.receive_eof()
-        except ProtocolError as error:
-            self._fail(f"{error.stage.value}: {error.reason}")
-        return None
+    @property
+    def t_connected(self) -> float:
+        return self._at("connected")
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.t_closed = clock()
-        self.transport = None
-        if self.t_hello == 0.0:
-            self._fail(f"connection lost: {exc}" if exc else "server closed the connection")
-        elif not self.closed_by_us:
-            self.fleet.lost += 1
+    @property
+    def t_session(self) -> float:
+        return self._at("session")
 
-    # the core's events
+    @property
+    def t_hello(self) -> float:
+        return self._at("hello")
 
-    def _dispatch(self, event: Event) -> None:
-        connection = self.connection
-        if isinstance(event, FunctionCallRequested):
-            connection.reply_function(event.token, 1)
-            self.calls += 1
-            self.fleet.calls += 1
-        elif isinstance(event, PingAcknowledged):
-            if self._describe_sent and self.t_described == 0.0:
-                self.t_described = clock()
-                self.fleet.described += 1
-        elif isinstance(event, DescribeRequested):
-            system = event.flags & messages.DescribeFlags.SYSTEM
-            connection.reply_describe(event, FULL_DESCRIBE if system else APP_DESCRIBE)
-            self._describe_sent = True
-        elif isinstance(event, ServerHelloReceived):
-            self.t_hello = clock()
-            self.fleet.hellos += 1
-            self._settle()
-        elif isinstance(event, SessionStarted):
-            self.t_session = clock()
-        elif isinstance(event, VariableRequested):
-            connection.reply_variable(event, None)
+    @property
+    def t_described(self) -> float:
+        return self._at("described")
 
-    def _flush(self) -> None:
-        data = self.connection.data_to_send()
-        if data and self.transport is not None:
-            self.transport.write(data)
+    @property
+    def t_closed(self) -> float:
+        return self._at("closed")
 
-    def _fail(self, reason: str) -> None:
-        if self.error is None and self.t_hello == 0.0:
-            self.error = reason
-            self.fleet.failures[reason.split(":")[0]] += 1
-        self._settle()
-        self.close()
-
-    def _settle(self) -> None:
-        if self.settled is not None and not self.settled.done():
-            self.settled.set_result(None)
+    @property
+    def calls(self) -> int:
+        return self.device.status.calls
 
     def close(self) -> None:
         self.closed_by_us = True
-        if self.transport is not None:
-            self.transport.close()
+        if self.device.link is not None:
+            self.device.link.end(None)
 
 
 @dataclass
@@ -197,24 +122,35 @@ class ConnectReport:
 
 @dataclass
 class Fleet:
-    """Many ``BenchDevice``s against one gateway, connected with a cap on those in flight."""
+    """Many virtual devices against one gateway, connected with a cap on those in flight."""
 
     server_public_key: crypto.RsaPublicKey
-    devices: list[BenchDevice] = field(default_factory=list)
-    hellos: int = 0
-    described: int = 0
-    calls: int = 0
+    devices: list[Member] = field(default_factory=list)
     lost: int = 0
     failures: Counter[str] = field(default_factory=Counter)
+    # The members' one heap of timers, on the benchmarks' clock.
+    timers: Timers = field(default_factory=lambda: Timers(clock))
 
-    def add(self, device_id: str, key: crypto.RsaPrivateKey, writes: str = NODELAY) -> BenchDevice:
-        device = BenchDevice(self, device_id, key, writes)
-        self.devices.append(device)
-        return device
+    @property
+    def calls(self) -> int:
+        return sum(member.calls for member in self.devices)
+
+    def add(self, device_id: str, key: crypto.RsaPrivateKey, writes: str = NODELAY) -> Member:
+        # The address in the image is never read: options.server names the gateway.
+        image = keys.ServerKeyImage(self.server_public_key, keys.ServerAddress(HOST, None))
+        device = VirtualDevice(
+            KeyStore(KEYLESS_DIR, device_id, key, image),
+            bench_options(0, writes),
+            timers=self.timers,
+        )
+        device.app.registered = True
+        member = Member(self, device)
+        self.devices.append(member)
+        return member
 
     async def connect(
         self,
-        devices: Sequence[BenchDevice],
+        devices: Sequence[Member],
         port: int,
         *,
         concurrency: int,
@@ -222,26 +158,26 @@ class Fleet:
     ) -> ConnectReport:
         """Connect ``devices``, at most ``concurrency`` handshaking at once, until ``deadline``.
 
-        A device leaves the in-flight set when the server's Hello arrives or it fails.
+        A device leaves the in-flight set when the server's Hello arrives or it fails; it
+        stays connected after that (one attempt each: a member never reconnects).
         """
-        loop = asyncio.get_running_loop()
         gate = asyncio.Semaphore(concurrency)
         started = 0
 
-        async def one(device: BenchDevice) -> None:
+        async def one(member: Member) -> None:
             nonlocal started
             async with gate:
                 started += 1
-                device.settled = loop.create_future()
-                device.t_start = clock()
-                try:
-                    await loop.create_connection(lambda: device, HOST, port)
-                except OSError as exc:
-                    device._fail(f"tcp: {exc.strerror or exc}")
-                await device.settled
-                device.settled = None
+                device = member.device
+                device.options = replace(device.options, server=f"{HOST}:{port}")
+                online = asyncio.Event()
+                device.on_online = online.set
+                member.task = asyncio.create_task(self._attempt(member))
+                waiting = asyncio.ensure_future(online.wait())
+                await asyncio.wait({waiting, member.task}, return_when=asyncio.FIRST_COMPLETED)
+                waiting.cancel()
 
-        tasks = [asyncio.create_task(one(device)) for device in devices]
+        tasks = [asyncio.create_task(one(member)) for member in devices]
         _, pending = await asyncio.wait(tasks, timeout=max(0.0, deadline - clock()))
         for task in pending:
             task.cancel()
@@ -260,7 +196,16 @@ class Fleet:
             hit_deadline=bool(pending),
         )
 
-    async def wait_described(self, devices: Sequence[BenchDevice], deadline: float) -> bool:
+    async def _attempt(self, member: Member) -> None:
+        error = await member.device.connect_once()
+        if not member.t_hello:
+            why = f"{error.stage.value}: {error.reason}" if error else "closed"
+            member.error = why
+            self.failures[why.split(":")[0]] += 1
+        elif not member.closed_by_us:
+            self.lost += 1
+
+    async def wait_described(self, devices: Sequence[Member], deadline: float) -> bool:
         """Until every device that got the Hello has its describe ACKed, or ``deadline``."""
         while clock() < deadline:
             if all(d.t_described or not d.t_hello or d.t_closed for d in devices):
@@ -268,9 +213,9 @@ class Fleet:
             await asyncio.sleep(0.02)
         return False
 
-    def close(self, devices: Sequence[BenchDevice] | None = None) -> None:
-        for device in self.devices if devices is None else devices:
-            device.close()
+    def close(self, devices: Sequence[Member] | None = None) -> None:
+        for member in self.devices if devices is None else devices:
+            member.close()
 
 
 # -- a process holding devices that answer calls --------------------------------------------
@@ -316,6 +261,3 @@ async def _device_fleet(
         )
     finally:
         fleet.close()
-
-
-# -- bare connections: what a socket alone costs ----------------------------------------------

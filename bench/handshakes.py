@@ -66,7 +66,7 @@ from bench.figures import (
     run,
     summary,
 )
-from bench.fleet import BenchDevice, ConnectReport, Fleet
+from bench.fleet import ConnectReport, Fleet, Member
 from bench.processes import (
     Child,
     cyan_server_main,
@@ -126,7 +126,7 @@ def rsa_bound(
 @dataclass
 class LoadResult:
     report: ConnectReport
-    devices: list[BenchDevice]
+    devices: list[Member]
     all_described: bool
     server_cpu: CpuMeter
     load_cpu: CpuMeter
@@ -139,8 +139,8 @@ class LoadResult:
 async def load(
     args: argparse.Namespace,
     fleet: Fleet,
-    warmup: list[BenchDevice],
-    devices: list[BenchDevice],
+    warmup: list[Member],
+    devices: list[Member],
     server: Child,
     token: str,
 ) -> LoadResult:

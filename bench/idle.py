@@ -1,9 +1,10 @@
-"""Server memory per connected, idle device, beside what a bare TCP connection costs.
+"""Server memory per connected, idle device, beside what a bare TCP connection costs; and
+what the idle devices themselves cost (Cyan's virtual devices, all in the load process).
 
 What: for each size N (1000 and 10000; 200 and 1000 with --quick), a fresh Cyan node
 (gateway + API + SQLite store) in its own process; the load process connects N devices
-(whole handshake, describe answered), then leaves them idle: no heartbeats, no timers,
-it only answers the server's pings. Server RSS (psutil) is sampled twice, one second
+(whole handshake, describe answered), then leaves them idle: no heartbeats; they ping
+and answer pings, as Device OS does. Server RSS (psutil) is sampled twice, one second
 apart (--gap), after start with 0 devices, and again after the N devices are connected, the
 server's background store writes have drained and the run settled (--settle s);
 per device = (RSS after − RSS before) / N, using the second sample of each pair.
@@ -24,7 +25,12 @@ that none hits the server's handshake timeout. A few warm-up devices connect and
 before the 0-device sample, so that first-use costs (imports, SQL compilation caches)
 count in the baseline, not per device.
 
-Run: .venv/bin/python bench/idle.py [--quick] [--sizes 1000,10000]
+The devices' side, same run: over an idle window (--idle, 30 s) the load process's CPU time
+per device per second and its timer wake-ups, beside the same process holding as many bare
+sockets. Each virtual device pings after 15 s of silence, as Device OS does, and its timers
+share one heap: the wake-ups are the keepalives, nothing per device besides.
+
+Run: .venv/bin/python bench/idle.py [--quick] [--sizes 1000,10000] [--idle S]
 """
 
 from __future__ import annotations
@@ -78,6 +84,17 @@ class Sample:
     before: tuple[int, int]
     after: tuple[int, int]
     note: str = ""
+    # The device side (this process) over the idle window: CPU seconds, timer wake-ups.
+    idle_s: float = math.nan
+    load_cpu_s: float = math.nan
+    wakeups: int = 0
+
+    @property
+    def cpu_per_device(self) -> float:
+        """CPU seconds per device per second of idling, in this (the devices') process."""
+        if not self.connected or not self.idle_s:
+            return math.nan
+        return self.load_cpu_s / self.connected / self.idle_s
 
     @property
     def per_connection(self) -> float:
@@ -102,9 +119,13 @@ async def measure_echo(count: int, args: argparse.Namespace) -> Sample:
         )
         await asyncio.sleep(args.settle)
         after = await sample_twice(echo.pid, args.gap)
+        cpu = time.process_time()
+        await asyncio.sleep(args.idle)
+        cpu = time.process_time() - cpu
         close_bare(clients)
         await asyncio.sleep(0.2)
-    return Sample(len(clients), before, after, f"{failed} failed" if failed else "")
+    note = f"{failed} failed" if failed else ""
+    return Sample(len(clients), before, after, note, args.idle, cpu, 0)
 
 
 async def measure_cyan(
@@ -136,6 +157,10 @@ async def measure_cyan(
         drained = await drain(server, deadline)
         await asyncio.sleep(args.settle)
         after = await sample_twice(server.pid, args.gap)
+        # The fleet idles: only keepalives run (pings after 15 s of silence, as Device OS).
+        cpu, wakeups = time.process_time(), fleet.timers.wakeups
+        await asyncio.sleep(args.idle)
+        cpu, wakeups = time.process_time() - cpu, fleet.timers.wakeups - wakeups
         stats = server.request("stats")
         fleet.close()
         await asyncio.sleep(0.2)
@@ -147,7 +172,8 @@ async def measure_cyan(
     if not drained:
         notes.append(f"{stats['pending_tasks']} store writes still pending")
     notes.append(f"server: {stats['online']} online")
-    return Sample(report.completed - fleet.lost, before, after, "; ".join(notes))
+    connected = report.completed - fleet.lost
+    return Sample(connected, before, after, "; ".join(notes), args.idle, cpu, wakeups)
 
 
 async def measure(
@@ -202,6 +228,18 @@ def report(results: list[tuple[int, Sample, Sample]]) -> None:
                 "",
                 "",
             ],
+            [
+                f"  devices' CPU idling {cyan.idle_s:g} s, per device",
+                f"{cyan.cpu_per_device * 1e6:.1f} µs/s",
+                f"{echo.cpu_per_device * 1e6:.1f} µs/s",
+                ratio(cyan.cpu_per_device, echo.cpu_per_device),
+            ],
+            [
+                "  devices' timer wake-ups idling, per device per minute",
+                f"{cyan.wakeups / max(cyan.connected, 1) * 60 / cyan.idle_s:.2f}",
+                "",
+                "",
+            ],
             ["  notes", cyan.note, echo.note, ""],
         ]
     for (small, cyan_a, echo_a), (large, cyan_b, echo_b) in itertools.pairwise(results):
@@ -225,7 +263,11 @@ def report(results: list[tuple[int, Sample, Sample]]) -> None:
         summary(
             f"idle RSS per device at {size}: {per / 1000:.2f} KB Cyan vs "
             f"{echo.per_connection / 1000:.2f} KB bare TCP → "
-            f"{ratio(per, echo.per_connection)} ({verdict} target ≤ {TARGET_BYTES / 1000:g} KB)"
+            f"{ratio(per, echo.per_connection)} ({verdict} target ≤ {TARGET_BYTES / 1000:g} KB); "
+            f"idle virtual devices: {cyan.cpu_per_device * 1e6:.1f} µs of CPU per device per "
+            f"second ({echo.cpu_per_device * 1e6:.1f} µs holding bare sockets), "
+            f"{cyan.wakeups / max(cyan.connected, 1) * 60 / cyan.idle_s:.2f} timer wake-ups "
+            "per device per minute"
         )
 
 
@@ -238,6 +280,9 @@ def main() -> None:
     parser.add_argument("--settle", type=float, help="idle time before sampling, s (5; 1 quick)")
     parser.add_argument("--gap", type=float, help="between the two RSS samples, s (1; 0.5 quick)")
     parser.add_argument("--deadline", type=float, help="limit per size and side, s (150; 20)")
+    parser.add_argument(
+        "--idle", type=float, help="the idle window for the devices' CPU, s (30; 5 quick)"
+    )
     args = parser.parse_args()
     quick = args.quick
     args.sizes = [
@@ -247,6 +292,7 @@ def main() -> None:
     args.settle = args.settle if args.settle is not None else (1.0 if quick else 5.0)
     args.gap = args.gap if args.gap is not None else (0.5 if quick else 1.0)
     args.deadline = args.deadline or (20.0 if quick else 150.0)
+    args.idle = args.idle or (5.0 if quick else 30.0)
 
     limit = raise_fd_limit()
     if max(args.sizes) + 200 > limit:

@@ -37,10 +37,11 @@ import httpx
 from bench.figures import HOST, clock, console, ms, print_table, ratio, run, summary
 from bench.processes import Child, cyan_server_main, echo_server_main, register_devices
 from cyan.datadir import load_or_create_server_key, prepare
-from cyan.device import DeviceOptions, KeyStore, VirtualDevice
+from cyan.device import DeviceOptions, VirtualDevice
 from cyan.device.updater import OtaFaults, UpdateOutcome
 from cyan.firmware import ModuleDependency, ModuleFunction, build_module
 from cyan.gateway.update import CHUNK_OVERHEAD_BYTES
+from cyan.keydir import KeyStore
 from cyan.protocol import ota
 from cyan.protocol.events import Event, UpdateBeginRequested
 

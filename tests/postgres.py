@@ -30,7 +30,7 @@ from typing import Any
 
 import asyncpg
 
-from tests.net import free_port
+from tests.ports import free_port
 
 SUPERUSER = "cyan"
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")

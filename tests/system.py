@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from cyan.device import PROFILES, DeviceOptions, KeyStore, VirtualDevice
+from cyan.device import PROFILES, DeviceOptions, VirtualDevice
+from cyan.keydir import KeyStore
 from cyan.node import Node
 from cyan.protocol import DeviceConnection, crypto, messages
 from cyan.protocol.events import Event, ServerHelloReceived

@@ -21,9 +21,10 @@ from cyan.bus import EventBus
 from cyan.cloud.flash import Flasher
 from cyan.cloud.router import Router
 from cyan.datadir import load_or_create_server_key, prepare
-from cyan.device import DeviceOptions, KeyStore, VirtualDevice
+from cyan.device import DeviceOptions, VirtualDevice
 from cyan.errors import CyanError
 from cyan.gateway import Gateway
+from cyan.keydir import KeyStore
 from cyan.protocol import crypto
 from cyan.settings import ADMIN_USERNAME, Settings
 from cyan.store import Store

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import BaseSchema
 from schemathesis.core.result import Ok
 
-from tests.net import free_port
+from tests.ports import free_port
 
 CYAN = shutil.which("cyan") or str(Path(sys.executable).parent / "cyan")
 

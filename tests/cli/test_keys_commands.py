@@ -23,9 +23,8 @@ from typer.testing import CliRunner, Result
 
 from cyan.cli.keys import PARTICLE_CLOUD
 from cyan.cli.main import app
-from cyan.device import KeyStore
-from cyan.device.keystore import DEVICE_KEY_FILE, SERVER_KEY_FILE
 from cyan.dfu import DEVICE_KEY_OFFSET
+from cyan.keydir import DEVICE_KEY_FILE, SERVER_KEY_FILE, KeyStore
 from cyan.protocol import crypto, keys
 from cyan.settings import ADMIN_USERNAME, sqlite_url
 from cyan.store import Store

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -270,10 +271,10 @@ async def test_call_a_function_registered_after_connecting(
 ) -> None:
     # Device OS 0.7.0 runs setup() after it connects and never describes itself again
     # (protocol.md §7.1); the schedule that would find it is an hour away here.
+    gateway = cloud.node.gateway
+    gateway.settings = replace(gateway.settings, describe_again_s=3600.0)
     old = await cloud.add_device(name="old", firmware="0.7.0", setup_after_s=None)
     await eventually(lambda: cloud.node.router.live(old.device_id) is not None, 10, "online")
-    for session in cloud.node.gateway.sessions:
-        session._describe_due.clear()  # only the call itself may find the functions
     old.run_setup()
 
     call = await particle.ok("call", "old", "digitalwrite", "D7,HIGH")

@@ -15,14 +15,14 @@ import pytest
 from typer.testing import CliRunner
 
 from cyan.cli.main import app
-from cyan.device import KeyStore
-from cyan.device.resolver import DnsServer
 from cyan.diagnose import diagnose_device_side, explain_stage
 from cyan.diagnose.checks import Check, Status, Step, passed
 from cyan.diagnose.doctor import DoctorOptions, check_dns, run_doctor
+from cyan.keydir import KeyStore
+from cyan.net.resolver import DnsServer
 from cyan.protocol import ProtocolError, Stage, crypto
 from tests.dns import FakeDns, fake_dns
-from tests.net import free_port
+from tests.ports import free_port
 from tests.system import LOOPBACK, Cloud, eventually, running_cloud
 from tests.vectors import other_server_key
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.e2e.test_cli_processes import BOUND_S, cyan, new_registered_device, start
-from tests.net import free_port
+from tests.ports import free_port
 
 LOOPBACK = "127.0.0.1"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.net import free_port
+from tests.ports import free_port
 
 CYAN = shutil.which("cyan") or str(Path(sys.executable).parent / "cyan")
 BOUND_S = 20.0  # hang bound for processes to come up; not a speed check

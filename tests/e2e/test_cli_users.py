@@ -19,7 +19,7 @@ import pytest
 
 from cyan.settings import sqlite_url
 from cyan.store import Store, UserRecord
-from tests.net import free_port
+from tests.ports import free_port
 
 CYAN = shutil.which("cyan") or str(Path(sys.executable).parent / "cyan")
 BOUND_S = 20.0  # hang bound for the server to come up; not a speed check

@@ -262,7 +262,7 @@ async def test_a_server_that_stops_mid_update_aborts_it_and_records_why(cloud: C
     assert reply.status_code == 200
 
     def receiving() -> bool:
-        connection = device._connection
+        connection = device.connection
         return connection is not None and connection.update is not None
 
     await eventually(lambda: device.app.updater.holding, UPDATE_BOUND_S, "the update held")

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cyan.device import KeyStore, VirtualDevice
+from cyan.device import VirtualDevice
+from cyan.keydir import KeyStore
 from cyan.protocol import crypto, keys
 from tests.system import Cloud, eventually, running_cloud
 

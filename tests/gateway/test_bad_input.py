@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from cyan.device import KeyStore, VirtualDevice
+from cyan.device import VirtualDevice
+from cyan.keydir import KeyStore
 from cyan.protocol import crypto, keys
 from tests.system import Cloud, RawDevice, eventually, failures_at, running_cloud
 

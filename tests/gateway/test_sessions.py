@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cyan.device import KeyStore
+from cyan.keydir import KeyStore
 from cyan.protocol import crypto, keys
 from cyan.protocol.events import EventDelivered
 from cyan.protocol.messages import EventInfo

@@ -21,6 +21,7 @@ from cyan.protocol.errors import ProtocolError, Stage
 from cyan.protocol.events import (
     DeviceIdentified,
     HelloReceived,
+    NonceReceived,
     ServerHelloReceived,
     SessionStarted,
 )
@@ -131,6 +132,7 @@ def test_photon_handshake_on_the_wire() -> None:
 
     # Step 3: 256 bytes = RSA(server key, nonce ‖ id ‖ 162-byte SPKI).
     device.receive_data(nonce)
+    assert device.events_received() == [NonceReceived()]
     block = device.data_to_send()
     assert len(block) == 256
     plaintext = vectors.server_key().decrypt(block, padding.PKCS1v15())
@@ -314,7 +316,7 @@ def test_device_reads_frames_that_arrive_with_the_session_key() -> None:
 
     device.receive_data(reply + early)
 
-    assert device.events_received() == [SessionStarted(), ServerHelloReceived()]
+    assert device.events_received() == [NonceReceived(), SessionStarted(), ServerHelloReceived()]
     out, _ = open_frames(device.data_to_send(), SESSION[:16], SESSION[16:32])
     assert out == [  # our Hello first, then the ACK of the early ping
         bytes.fromhex("50 02 12 35 b1 68 ff") + PHOTON_HELLO_PAYLOAD,
@@ -342,7 +344,7 @@ def test_handshake_survives_any_split_of_the_stream(data: st.DataObject) -> None
     deliver(server.data_to_send(), device)
 
     assert server.events_received() == [HelloReceived(DEVICE_ID, PHOTON_HELLO)]
-    assert device.events_received() == [SessionStarted(), ServerHelloReceived()]
+    assert device.events_received() == [NonceReceived(), SessionStarted(), ServerHelloReceived()]
 
 
 # -- failures and their stages ---------------------------------------------------------------

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from cyan.device import KeyStore, VirtualDevice
+from cyan.device import VirtualDevice
 from cyan.diagnose import explain_stage
 from cyan.diagnose.history import NOTHING_REACHED_US
+from cyan.keydir import KeyStore
 from cyan.protocol import Stage
 from tests.system import LOOPBACK, Cloud, eventually, running_cloud
 

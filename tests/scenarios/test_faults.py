@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from cyan.device import VirtualDevice
 from cyan.device.faults import Fault, apply_fault
-from cyan.device.resolver import parse_dns_choice
 from cyan.diagnose import explain_stage
 from cyan.diagnose.history import NOTHING_REACHED_US
+from cyan.net.resolver import parse_dns_choice
 from cyan.protocol import Stage
 from tests.dns import fake_dns
 from tests.scenarios.conftest import Scene, cyan

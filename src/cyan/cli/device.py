@@ -14,10 +14,11 @@ from cyan.cli.flash import device_flash
 from cyan.cli.output import console, fail, reports_errors, setup_logging
 from cyan.cli.serve import _use_uvloop
 from cyan.cli.why import device_why
-from cyan.device import PROFILES, DeviceOptions, KeyStore, VirtualDevice
+from cyan.device import PROFILES, DeviceOptions, VirtualDevice
 from cyan.device.faults import Fault, apply_fault
-from cyan.device.resolver import parse_dns_choice
 from cyan.device.updater import OtaFaults
+from cyan.keydir import KeyStore
+from cyan.net.resolver import parse_dns_choice
 
 device_app = typer.Typer(help="Register, list and run devices.", no_args_is_help=True)
 device_app.command("add")(device_add)

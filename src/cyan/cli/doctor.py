@@ -12,11 +12,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from cyan.cli.output import fail, out, reports_errors
-from cyan.device import KeyStore, parse_server
-from cyan.device.keystore import DEVICE_KEY_FILE, SERVER_KEY_FILE
-from cyan.device.resolver import DnsServer, system_dns_servers
 from cyan.diagnose.checks import Check, Status, passed
 from cyan.diagnose.doctor import DoctorOptions, run_doctor
+from cyan.keydir import DEVICE_KEY_FILE, SERVER_KEY_FILE, KeyStore
+from cyan.net.address import parse_server
+from cyan.net.resolver import DnsServer, system_dns_servers
 from cyan.settings import DEFAULT_API_PORT
 
 _STATUS_STYLE = {

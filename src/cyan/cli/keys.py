@@ -19,8 +19,6 @@ from cyan.cli.options import DatabaseUrl, DataDir
 from cyan.cli.output import console, fail, out, reports_errors
 from cyan.datadir import SERVER_KEY_FILE as OWN_KEY_FILE
 from cyan.datadir import load_or_create_server_key
-from cyan.device import KeyStore
-from cyan.device.keystore import DEVICE_KEY_FILE, SERVER_KEY_FILE
 from cyan.dfu import (
     DCT_ALT,
     DFU_MODE,
@@ -32,6 +30,7 @@ from cyan.dfu import (
 )
 from cyan.errors import CyanError
 from cyan.files import unused_name, write_atomically
+from cyan.keydir import DEVICE_KEY_FILE, SERVER_KEY_FILE, KeyStore
 from cyan.protocol import crypto, keys
 from cyan.settings import ADMIN_USERNAME, load_settings, sqlite_url
 

@@ -1,7 +1,6 @@
 """The virtual device: a Photon running Tinker, speaking the real protocol over TCP."""
 
-from cyan.device.keystore import KeyStore, KeyStoreError
-from cyan.device.options import DeviceOptions, DeviceStatus, parse_server
+from cyan.device.options import DeviceOptions, DeviceStatus
 from cyan.device.profiles import DEFAULT_PROFILE, PROFILES, FirmwareProfile
 from cyan.device.runner import VirtualDevice
 from cyan.device.tinker import Tinker
@@ -12,9 +11,6 @@ __all__ = [
     "DeviceOptions",
     "DeviceStatus",
     "FirmwareProfile",
-    "KeyStore",
-    "KeyStoreError",
     "Tinker",
     "VirtualDevice",
-    "parse_server",
 ]

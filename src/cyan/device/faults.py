@@ -12,7 +12,7 @@ import dataclasses
 import socket
 from enum import StrEnum
 
-from cyan.device.keystore import KeyStore
+from cyan.keydir import KeyStore
 from cyan.protocol import keys
 
 UNRESOLVABLE_HOST = "cyan-fault.invalid"  # RFC 6761: .invalid never resolves

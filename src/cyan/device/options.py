@@ -6,10 +6,9 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from cyan.device.profiles import DEFAULT_PROFILE, FirmwareProfile
-from cyan.device.resolver import DnsServer
 from cyan.device.updater import OtaFaults
+from cyan.net.resolver import DnsServer
 from cyan.protocol import ProtocolError, Stage, messages
-from cyan.protocol.keys import DEFAULT_SERVER_PORT
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +16,8 @@ class DeviceOptions:
     server: str | None = None  # HOST[:PORT]; None means the address in the server key image
     profile: FirmwareProfile = DEFAULT_PROFILE
     product_firmware_version: int = 3
-    heartbeat_s: float = 30.0
+    # A "heartbeat" event this often; None: none at all (benchmark fleets).
+    heartbeat_s: float | None = 30.0
     # Device OS timings (protocol.md §5.1).
     io_timeout_s: float = 20.0
     hello_timeout_s: float = 4.0
@@ -56,16 +56,13 @@ class DeviceStatus:
     server_time: int | None = None
     last_error: ProtocolError | None = None
     connects: int = 0
+    # When each step of the latest attempt was reached (the driver's monotonic clock):
+    # start, connected (TCP), session (keys exchanged), hello (breathing cyan),
+    # described (the server acknowledged its describe), closed.
+    times: dict[str, float] = field(default_factory=dict)
     # Function calls that reached the app (registered or not).
     calls: int = 0
     received_events: deque[messages.EventInfo] = field(default_factory=lambda: deque(maxlen=100))
-
-
-def parse_server(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or (host.endswith(":") and not host.startswith("[")):
-        return text.strip("[]"), DEFAULT_SERVER_PORT
-    return host.strip("[]"), int(port)
 
 
 # The LED a Photon shows for a failure it can see (protocol.md §5.2).

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cyan.firmware import MAX_BINARY_BYTES
+from cyan.firmware.platforms import PHOTON
 from cyan.protocol import ota
 from cyan.protocol.limits import DeviceLimits, limits_for_module
 from cyan.protocol.messages import HelloFlags
 
-PHOTON_PLATFORM_ID = 6
+PHOTON_PLATFORM_ID = PHOTON  # as the device's Hello and describe name it
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class FirmwareProfile:
     # parts carry the system module version; the bootloader has its own.
     system_module_version: int = 2302
     bootloader_version: int = 1006
+    # Asks the server for the time once connected (every release does).
+    requests_time: bool = True
 
     @property
     def limits(self) -> DeviceLimits:

@@ -20,10 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from cyan.device.keystore import KeyStore
-from cyan.device.profiles import PHOTON_PLATFORM_ID
-from cyan.device.resolver import DnsServer, is_ip, lookup_system, lookup_with
 from cyan.diagnose.checks import Check, Status, Step
+from cyan.diagnose.probe import ConnectionWatch, NonceProbe
 from cyan.diagnose.server_view import (
     CyanApi,
     Probe,
@@ -32,17 +30,17 @@ from cyan.diagnose.server_view import (
     server_record,
 )
 from cyan.diagnose.stages import SEND_SERVER_KEY, diagnose_device_side, explain_stage
+from cyan.driver import Driver
+from cyan.firmware.platforms import PHOTON
+from cyan.keydir import KeyStore
+from cyan.net.resolver import DnsServer, is_ip, lookup_system, lookup_with
 from cyan.protocol import DeviceConnection, ProtocolError, Stage, crypto, messages
-from cyan.protocol.events import ServerHelloReceived
-from cyan.protocol.handshake import NONCE_BYTES
 
 # The server stamps failures in milliseconds, by its own clock: allow it a second.
 CLOCK_SLACK = timedelta(seconds=1)
 ADDRESS_CAUSE = "the device's server key image sends it somewhere other than this cloud"
 # A Photon on Device OS 2.x, which may say goodbye.
-DOCTOR_HELLO = messages.HelloInfo(
-    PHOTON_PLATFORM_ID, 1, messages.HelloFlags.GOODBYE, PHOTON_PLATFORM_ID
-)
+DOCTOR_HELLO = messages.HelloInfo(PHOTON, 1, messages.HelloFlags.GOODBYE, PHOTON)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,9 +85,15 @@ async def _walk(
     started_at: datetime,
 ) -> list[Check]:
     target, timeout_s = f"{address}:{options.port}", options.timeout_s
+    probe = ConnectionWatch()
+    keystore = options.keystore
+    core = _device_core(keystore) if keystore is not None else NonceProbe()
+    driver = Driver(core, probe)
     try:
-        connecting = asyncio.open_connection(address, options.port)
-        reader, writer = await asyncio.wait_for(connecting, timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await asyncio.get_running_loop().create_connection(
+                lambda: driver, address, options.port
+            )
     except (OSError, TimeoutError) as exc:
         if isinstance(exc, TimeoutError):
             why = f"no answer within {timeout_s:g} s: filtered by a firewall, or no route to it"
@@ -102,33 +106,29 @@ async def _walk(
     checks = [Check(Step.TCP, Status.PASS, f"connected to {target}")]
     try:
         try:
-            nonce = await asyncio.wait_for(reader.readexactly(NONCE_BYTES), timeout_s)
-        except asyncio.IncompleteReadError as exc:
-            why = f"the server sent {len(exc.partial)} of 40 nonce bytes, then closed"
+            error = await probe.first(probe.nonce, timeout_s)
         except TimeoutError:
-            why = f"the server accepted the connection but sent no 40-byte nonce in {timeout_s:g} s"
-        except OSError as exc:
-            why = f"the connection broke before the nonce: {exc.strerror or exc}"
-        else:
-            why = ""
-        if why:
-            error = ProtocolError(Stage.NONCE, why)
+            error = ProtocolError(
+                Stage.NONCE,
+                f"the server accepted the connection but sent no 40-byte nonce in {timeout_s:g} s",
+            )
+        if error is not None:
             checks.append(Check.failed(Step.NONCE, diagnose_device_side(error)))
             return checks + _skipped_after(Step.NONCE, options)
         checks.append(Check(Step.NONCE, Status.PASS, "the server sent its 40-byte nonce first"))
-        if options.keystore is None:
+        if keystore is None:
             return checks + _skipped_after(Step.NONCE, options)
         info = await server_info if server_info is not None else "no --api URL was given"
-        checks.append(await _check_server_key(options, options.keystore, address, info))
+        checks.append(await _check_server_key(options, keystore, address, info))
         # A key-image problem does not stop the handshake: the server's view of it helps.
-        view = await _check_handshake(options, options.keystore, reader, writer, nonce)
+        view = await _check_handshake(options, keystore, probe, driver)
         if isinstance(view, ProtocolError):
-            local_ip = str(writer.get_extra_info("sockname")[0])
-            probe = Probe(options.keystore.device_id, local_ip, started_at)
-            view = await refused_handshake(api, probe, view)
+            view = await refused_handshake(
+                api, Probe(keystore.device_id, probe.local_ip, started_at), view
+            )
         return [*checks, view]
     finally:
-        writer.close()
+        driver.close()
 
 
 def _skipped_after(step: Step, options: DoctorOptions) -> list[Check]:
@@ -247,16 +247,8 @@ async def _address_problems(
 # -- handshake --------------------------------------------------------------------------------
 
 
-async def _check_handshake(
-    options: DoctorOptions,
-    keystore: KeyStore,
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    nonce: bytes,
-) -> Check | ProtocolError:
-    """A pass, a failure the device side explains, or the server's hang-up to ask about."""
-    # Drives the device end of the core over streams, as runner.py does over a Protocol.
-    connection = DeviceConnection(
+def _device_core(keystore: KeyStore) -> DeviceConnection:
+    return DeviceConnection(
         keystore.device_id,
         keystore.device_key,
         keystore.server.public_key,
@@ -264,35 +256,33 @@ async def _check_handshake(
         random_bytes=os.urandom,
         clock=time.time,
     )
-    deadline, data = time.monotonic() + options.timeout_s, nonce
+
+
+async def _check_handshake(
+    options: DoctorOptions, keystore: KeyStore, probe: ConnectionWatch, driver: Driver
+) -> Check | ProtocolError:
+    """A pass, a failure the device side explains, or the server's hang-up to ask about."""
     try:
-        while True:
-            if data:
-                connection.receive_data(data)
-            else:
-                connection.receive_eof()  # raises the error naming where the server hung up
-            writer.write(connection.data_to_send())
-            if any(isinstance(e, ServerHelloReceived) for e in connection.events_received()):
-                break
-            try:
-                data = await asyncio.wait_for(reader.read(65536), deadline - time.monotonic())
-            except TimeoutError:
-                raise ProtocolError(
-                    Stage.TIMEOUT,
-                    f"the server did not finish the handshake in {options.timeout_s:g} s "
-                    f"(we were at {connection.handshake_state.value})",
-                ) from None
-            except ConnectionError:
-                data = b""  # a reset says what a close says here
-    except ProtocolError as error:
+        error = await probe.first(probe.hello, options.timeout_s)
+    except TimeoutError:
+        core = driver.core
+        assert isinstance(core, DeviceConnection)
+        state = core.handshake_state.value
+        error = ProtocolError(
+            Stage.TIMEOUT,
+            f"the server did not finish the handshake in {options.timeout_s:g} s "
+            f"(we were at {state})",
+        )
+    if error is not None:
         # Both mean the server hung up on purpose: its own record says why.
         if error.stage in (Stage.REFUSED, Stage.HELLO):
             return error
         return Check.failed(Step.HANDSHAKE, diagnose_device_side(error))
-    # Leave on purpose: the server records a goodbye, not a device that dropped off.
-    connection.goodbye()
-    writer.write(connection.data_to_send())
-    await writer.drain()
+    # Leave on purpose: the server records a goodbye, not a device that dropped off. The
+    # transport writes what it holds before it closes.
+    device = driver.core
+    assert isinstance(device, DeviceConnection)
+    driver.drive(device.goodbye)
     return Check(
         Step.HANDSHAKE,
         Status.PASS,

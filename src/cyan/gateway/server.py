@@ -1,4 +1,5 @@
-"""The device gateway: TCP 5683, one ``DeviceSession`` per connection, one sweep for timers."""
+"""The device gateway: TCP 5683, one ``DeviceSession`` per connection; the sessions' timers
+on the process's one heap, and one sweep that writes presence to the store."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from cyan.cloud.router import Router
 from cyan.cloud.types import CloudEvent
+from cyan.driver import Timers, process_timers
 from cyan.gateway.session import DeviceSession
 from cyan.gateway.writes import write_isolated
 from cyan.protocol import ProtocolError, Stage, crypto, payloads
@@ -50,6 +52,7 @@ class Gateway:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        timers: Timers | None = None,
     ) -> None:
         self.settings = settings
         self.server_key = server_key
@@ -58,6 +61,8 @@ class Gateway:
         self.clock = clock
         self.monotonic = monotonic
         self.random_bytes = random_bytes
+        # The sessions' deadlines; the running loop's shared heap unless one is given.
+        self._timers = timers
         self.sessions: set[DeviceSession] = set()
         self.failures: deque[ConnectionFailure] = deque(maxlen=FAILURE_HISTORY)
         self._server: asyncio.Server | None = None
@@ -82,7 +87,7 @@ class Gateway:
         self._registrations = await self.store.all_registrations()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: DeviceSession(self),
+            lambda: DeviceSession(self).driver,
             self.settings.host,
             self.settings.port,
             reuse_address=True,
@@ -91,6 +96,12 @@ class Gateway:
         self._sweeper = asyncio.create_task(self._sweep(), name="gateway-sweep")
         self.router.on_registration_changed(self.forget_registration)
         log.info("device gateway listening on %s:%d", self.settings.host, self.port)
+
+    @property
+    def timers(self) -> Timers:
+        if self._timers is None:
+            self._timers = process_timers()
+        return self._timers
 
     @property
     def port(self) -> int:
@@ -226,7 +237,7 @@ class Gateway:
         self.failures.append(failure)
         self._failure_writes.append(failure)
 
-    # -- the sweep: timers and presence ---------------------------------------------------
+    # -- the sweep: presence to the store ---------------------------------------------------
 
     async def _sweep(self) -> None:
         while not self._stopping.is_set():
@@ -235,8 +246,6 @@ class Gateway:
             if self._stopping.is_set():
                 return
             now = self.monotonic()
-            for session in list(self.sessions):
-                session.check_timers(now)
             if now - self._last_heard_flush > LAST_HEARD_FLUSH_S:
                 self._last_heard_flush = now
                 for session in list(self.sessions):

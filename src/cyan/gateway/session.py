@@ -1,7 +1,8 @@
-"""One device connection: an asyncio Protocol around the sans-I/O ``ServerConnection``.
+"""One device connection, as the gateway sees it: the ``Handler`` of a ``Driver`` around
+the sans-I/O ``ServerConnection``.
 
-No task idles per connection (design.md): bytes arrive in ``data_received``, timers
-are checked by the gateway's sweep, and only the key lookup after the device names
+No task idles per connection (design.md): bytes arrive through the driver, timers sit on
+the process's one heap (deadlines.py), and only the key lookup after the device names
 itself runs as a short task.
 """
 
@@ -12,22 +13,16 @@ import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
-from cyan.cloud.types import (
-    VARIABLE_TYPE_NAMES,
-    CloudEvent,
-    FlashOptions,
-    LiveDevice,
-    UpdateProgress,
-    VariableValue,
-)
+from cyan.cloud.types import CloudEvent, FlashOptions, LiveDevice, UpdateProgress, VariableValue
 from cyan.diagnose import diagnose
+from cyan.driver import Driver
+from cyan.gateway.deadlines import SessionDeadlines
+from cyan.gateway.live import live_from_hello, with_description, with_report
 from cyan.gateway.requests import DeviceRequests
-from cyan.gateway.tcp import quick_ack
 from cyan.gateway.update import run_update
-from cyan.gateway.versions import release_name, system_module_of
-from cyan.protocol import ProtocolError, ServerConnection, Stage, messages, ota, payloads
+from cyan.protocol import ProtocolError, ServerConnection, Stage, messages, payloads
 from cyan.protocol.events import (
     DescribeReceived,
     DeviceIdentified,
@@ -40,7 +35,6 @@ from cyan.protocol.events import (
     UpdateAccepted,
     UpdateFinished,
 )
-from cyan.protocol.limits import device_limits
 
 if TYPE_CHECKING:
     from cyan.gateway.server import Gateway
@@ -48,132 +42,117 @@ if TYPE_CHECKING:
 log = logging.getLogger("cyan.gateway")
 
 
-class DeviceSession(asyncio.Protocol):
+class DeviceSession:
     __slots__ = (
         "_activity",
         "_closing",
-        "_describe_due",
+        "_deadlines",
         "_failure",
         "_gateway",
         "_live",
-        "_transport",
         "connection",
         "device_id",
+        "driver",
         "last_heard_at",
-        "last_received",
         "opened_at",
         "owner_id",
-        "ping_sent_at",
         "remote_ip",
         "requests",
     )
 
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
-        self._transport: asyncio.Transport | None = None
         self.connection = ServerConnection(
             gateway.server_key,
             random_bytes=gateway.random_bytes,
             clock=gateway.clock,
             max_frame_bytes=gateway.settings.max_frame_bytes,
         )
+        self.driver = Driver(self.connection, self, clock=gateway.monotonic)
+        self.driver.on_read = self._after_read
         self.remote_ip = "?"
         self.opened_at = gateway.monotonic()
-        self.last_received = self.opened_at
         # Wall-clock time of the last frame; a float per frame, turned into LiveDevice on read.
         self.last_heard_at = gateway.clock()
-        self.ping_sent_at: float | None = None
         self.device_id: str | None = None
         self.owner_id: int | None = None
         self._live: LiveDevice | None = None
         self.requests = DeviceRequests(self)
+        self._deadlines = SessionDeadlines(self, gateway.timers, gateway.settings)
         self._closing = False
         self._failure: ProtocolError | None = None
         # Set by whatever moves a running update on (gateway/update.py); None otherwise.
         self._activity: asyncio.Event | None = None
-        # When to ask a device that never describes itself again (monotonic, soonest last).
-        self._describe_due: list[float] = []
 
-    # -- asyncio.Protocol -----------------------------------------------------------------
+    # -- the driver's Handler -------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses, so no isinstance check.
-        self._transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        self.remote_ip = str(peer[0]) if peer else "?"
+    def connected(self, driver: Driver) -> None:
+        self.remote_ip = driver.peer_ip
         self._gateway.sessions.add(self)
-        self.drive(self.connection.start)
+        self._deadlines.connected()
+        driver.drive(self.connection.start)
 
-    def data_received(self, data: bytes) -> None:
-        self.last_received = self._gateway.monotonic()
-        self.ping_sent_at = None
+    def _after_read(self) -> None:
         self.last_heard_at = self._gateway.clock()
-        self.drive(self.connection.receive_data, data)
-        if self.connection.pending_requests and self._transport is not None:
+        if self.connection.pending_requests:
             # Device OS writes its empty ACK and its answer as two segments, and with Nagle
             # the second waits for our ACK of the first, which Linux delays by 40 ms: while
             # an answer is due, acknowledge at once (protocol.md §7.1).
-            quick_ack(self._transport)
+            self.driver.quick_ack()
         if self._activity is not None:
             self._activity.set()
 
-    def resume_writing(self) -> None:
+    def _writable(self) -> None:
         if self._activity is not None:
             self._activity.set()
 
-    def eof_received(self) -> bool | None:
-        self.drive(self.connection.receive_eof)
-        return None
-
-    def connection_lost(self, exc: Exception | None) -> None:
+    def closed(self, exc: Exception | None) -> None:
+        self._deadlines.cancel()
         self._gateway.sessions.discard(self)
         if self._failure is None and not self._closing:
             reason = f"connection lost: {exc}" if exc else "the device closed the connection"
             self._log_failure(ProtocolError(self._stage_now(), reason, device_id=self.device_id))
         self.requests.connection_lost()
-        self.drive(self.connection.closed)  # a running update fails, and says so
+        self.driver.drive(self.connection.closed)  # a running update fails, and says so
         if self._activity is not None:
             self._activity.set()
         if self.device_id is not None and self._live is not None:
             self._gateway.device_offline(self.device_id, self)
 
+    def failed(self, error: ProtocolError) -> None:
+        self.fail(error)
+
     # -- driving the core -----------------------------------------------------------------
+
+    def drive(self, step: Callable[..., object], *args: object) -> None:
+        self.driver.drive(step, *args)
+
+    def flush(self) -> None:
+        self.driver.flush()
+
+    def monotonic(self) -> float:
+        return self._gateway.monotonic()
 
     @property
     def write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() if self._transport is not None else 0
+        return self.driver.write_buffer_size
 
     def watch_activity(self, write_window_bytes: int) -> asyncio.Event:
         """An event set whenever the device sends or the socket drains below a quarter of
         ``write_window_bytes``, until ``stop_watching_activity``."""
         self._activity = asyncio.Event()
-        if self._transport is not None:
-            self._transport.set_write_buffer_limits(write_window_bytes, write_window_bytes // 4)
+        self.driver.on_writable = self._writable
+        transport = self.driver.transport
+        if transport is not None:
+            transport.set_write_buffer_limits(write_window_bytes, write_window_bytes // 4)
         return self._activity
 
     def stop_watching_activity(self) -> None:
         self._activity = None
-        if self._transport is not None and not self._transport.is_closing():
-            self._transport.set_write_buffer_limits()  # asyncio's defaults again
-
-    def monotonic(self) -> float:
-        return self._gateway.monotonic()
-
-    def drive(self, step: Callable[..., object], *args: object) -> None:
-        """Call one core method, then write its bytes and handle its events."""
-        try:
-            step(*args)
-            self.flush()
-            for event in self.connection.events_received():
-                self._dispatch(event)
-            self.flush()
-        except ProtocolError as error:
-            self.fail(error)
-
-    def flush(self) -> None:
-        data = self.connection.data_to_send()
-        if data and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(data)
+        self.driver.on_writable = None
+        transport = self.driver.transport
+        if transport is not None and not transport.is_closing():
+            transport.set_write_buffer_limits()  # asyncio's defaults again
 
     def fail(self, error: ProtocolError) -> None:
         """Close this one connection, logging the stage and reason once."""
@@ -198,8 +177,7 @@ class DeviceSession(asyncio.Protocol):
 
     def close(self, reason: str) -> None:
         self._closing = True
-        if self._transport is not None:
-            self._transport.close()
+        self.driver.close()
 
     def _stage_now(self) -> Stage:
         try:
@@ -210,7 +188,7 @@ class DeviceSession(asyncio.Protocol):
 
     # -- events from the core -------------------------------------------------------------
 
-    def _dispatch(self, event: Event) -> None:
+    def event_received(self, event: Event) -> None:
         if isinstance(event, DeviceIdentified):
             self.device_id = event.device_id
             self._gateway.spawn(self._identify(event.device_id))
@@ -262,75 +240,33 @@ class DeviceSession(asyncio.Protocol):
         self.drive(self.connection.accept_device, key)
 
     def _online(self, event: HelloReceived) -> None:
-        now = datetime.now(UTC)
-        hello = event.hello
-        self_describes = bool(hello.flags & messages.HelloFlags.DEVICE_INITIATED_DESCRIBE)
-        self._live = LiveDevice(
-            device_id=event.device_id,
-            remote_ip=self.remote_ip,
-            connected_at=now,
-            last_heard=now,
-            platform_id=hello.platform_id,
-            product_id=hello.product_id,
-            product_firmware_version=hello.product_firmware_version,
-            system_version=release_name(hello.system_module_version),
-            limits=device_limits(hello, None, release_name(hello.system_module_version)),
-            self_describes=self_describes,
-        )
+        live = live_from_hello(event.device_id, self.remote_ip, event.hello, datetime.now(UTC))
+        self._live = live
         self._gateway.device_online(self)
         flags = messages.DescribeFlags.APPLICATION
-        if not self_describes:
+        if not live.self_describes:
             # The system part names the release, and with it the device's limits; a device
             # that posts its describes (2.x) posts its system part by itself.
             flags |= messages.DescribeFlags.SYSTEM
         self.connection.request_describe(flags)
-        if not self_describes:
-            # Its setup() runs after this connect and registers what it has, but it will
-            # never say so: ask again once the app has had time to start (a few times, as
-            # a slow setup may register late). The original spark-protocol server asked
-            # only when a request needed it; calls and reads still do (requests.py).
-            first = self._gateway.settings.describe_again_s
-            start = self._gateway.monotonic()
-            self._describe_due = [start + first * factor for factor in (30, 5, 1)]
+        # A device that never describes itself still runs setup() after this connect and
+        # registers what it has: it is asked again once the app had time to start. (The
+        # original spark-protocol server asked only when a request needed it; calls and
+        # reads still do, requests.py.)
+        self._deadlines.online(describe_again=not live.self_describes)
 
     def _described(self, description: payloads.Description) -> None:
-        if self._live is None:
+        hello = self.connection.hello
+        if self._live is None or hello is None:
             return
-        live = self._live
-        if description.functions is not None:
-            live = replace(live, functions=self._gateway.shared(description.functions))
-        if description.variables is not None:
-            variables = {
-                # A type code Cyan does not know is read as a string (payloads.py
-                # decode_variable), so it is listed as one.
-                name: VARIABLE_TYPE_NAMES.get(code, "string")
-                for name, code in description.variables.items()
-            }
-            live = replace(live, variables=self._gateway.shared(variables))
-        modules = (description.system or {}).get("m")
-        if isinstance(modules, list):
-            found = tuple(m for m in modules if isinstance(m, dict))
-            module_version = system_module_of(found)
-            release = release_name(module_version)
-            hello = self.connection.hello
-            assert hello is not None
-            live = replace(
-                live,
-                modules=found,
-                system_version=release or live.system_version,
-                limits=device_limits(hello, module_version, release),
-            )
-        self._live = live
+        self._live = with_description(self._live, description, hello, self._gateway.shared)
         self._gateway.device_described(self, description)
 
     def _published(self, info: messages.EventInfo) -> None:
         if self.device_id is None:
             return
-        if info.name == ota.CHUNK_SIZE_EVENT and info.data and self._live is not None:
-            # Device OS announces the chunk size it takes; updates use it (protocol.md §7).
-            size = int(info.data) if info.data.isdigit() else 0
-            if 0 < size <= ota.MAX_CHUNK_BYTES:
-                self._live = replace(self._live, ota_chunk_bytes=size)
+        if self._live is not None:
+            self._live = with_report(self._live, info)
         if info.name == messages.CLAIM_CODE_EVENT and info.data:
             self._gateway.spawn(
                 self._gateway.redeem_claim_code(
@@ -385,36 +321,3 @@ class DeviceSession(asyncio.Protocol):
 
     def set_owner(self, owner_id: int | None) -> None:
         self.owner_id = owner_id
-
-    # -- timers, checked by the gateway's sweep -------------------------------------------
-
-    def check_timers(self, now: float) -> None:
-        settings = self._gateway.settings
-        if self._describe_due and now >= self._describe_due[-1] and self.is_online:
-            self._describe_due.pop()
-            self.drive(self.connection.request_describe, messages.DescribeFlags.APPLICATION)
-        if self._live is None:
-            if now - self.opened_at > settings.handshake_timeout_s:
-                state = self.connection.handshake_state.value
-                waiting = "the device's Hello" if self.connection.established else state
-                self.fail(
-                    ProtocolError(
-                        Stage.TIMEOUT,
-                        f"handshake not finished within {settings.handshake_timeout_s:g} s "
-                        f"(stalled waiting in {waiting})",
-                        device_id=self.device_id,
-                    )
-                )
-            return
-        if self.ping_sent_at is not None:
-            if now - self.ping_sent_at > settings.ping_timeout_s:
-                self.fail(
-                    ProtocolError(
-                        Stage.KEEPALIVE_TIMEOUT,
-                        f"no answer to our ping within {settings.ping_timeout_s:g} s "
-                        f"after {settings.idle_ping_s:g} s of silence",
-                    )
-                )
-        elif now - self.last_received > settings.idle_ping_s:
-            self.ping_sent_at = now
-            self.drive(self.connection.ping)

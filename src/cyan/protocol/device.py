@@ -19,6 +19,7 @@ from cyan.protocol.events import (
     DescribeRequested,
     EventDelivered,
     FunctionCallRequested,
+    NonceReceived,
     PingAcknowledged,
     RequestKind,
     ServerHelloReceived,
@@ -217,6 +218,7 @@ class DeviceConnection(Connection):
             if nonce is None:
                 return
             self._out += self._handshake.identify(nonce)
+            self._emit(NonceReceived())
         if self._handshake.state is DeviceState.ID_SENT:
             reply = self._take_raw(SERVER_REPLY_BYTES)
             if reply is None:

@@ -92,6 +92,11 @@ class UpdateFinished(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class NonceReceived(Event):
+    """The server's 40-byte nonce arrived; our handshake block is on its way."""
+
+
+@dataclass(frozen=True, slots=True)
 class SessionStarted(Event):
     """Keys exchanged and our Hello sent; waiting for the server's Hello."""
 

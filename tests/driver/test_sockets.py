@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cyan.gateway.tcp import quick_ack
+from cyan.driver.connection import quick_ack
 from tests.system import LOOPBACK, running_cloud
 
 

@@ -1,4 +1,4 @@
-"""A virtual device's key storage, laid out like a Photon's DCT key slots.
+"""A key directory: a device's keys as files, laid out like a Photon's DCT key slots.
 
 device-id        24 hex characters (a real Photon reads it from its MCU)
 device-key.der   RSA-1024 private key, PKCS#1 DER (DCT offset 34)

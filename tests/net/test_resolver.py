@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cyan.device import KeyStore
-from cyan.device.resolver import (
+from cyan.keydir import KeyStore
+from cyan.net.resolver import (
     DnsServer,
     lookup_system,
     lookup_with,

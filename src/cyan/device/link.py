@@ -1,0 +1,155 @@
+"""One connection of a virtual device: the ``Handler`` of a ``Driver`` around the device
+end of the protocol core, from TCP up to its end.
+
+Its timers (keepalive ping and its deadline, the heartbeat, setup()) are entries on the
+process's one heap (driver/timers.py), so an idle fleet wakes only for its keepalives.
+runner.py makes one link per attempt and waits for ``ended``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from cyan.driver import Driver, Timer, Timers
+from cyan.protocol import DeviceConnection, ProtocolError, Stage, messages
+from cyan.protocol.events import (
+    DescribeRequested,
+    Event,
+    PingAcknowledged,
+    ServerHelloReceived,
+    SessionStarted,
+    TimeReceived,
+)
+
+if TYPE_CHECKING:
+    from cyan.device.runner import VirtualDevice
+
+log = logging.getLogger("cyan.device")
+
+
+class DeviceLink:
+    """``ended`` resolves to why the connection ended: an error, or None for a restart
+    into new firmware. ``hello`` is set once the server's Hello arrived."""
+
+    def __init__(self, device: VirtualDevice, core: DeviceConnection, timers: Timers) -> None:
+        self.device = device
+        self.core = core
+        self.timers = timers
+        self.driver = Driver(
+            core, self, clock=timers.clock, ack_apart=not device.options.coalesce_replies
+        )
+        loop = asyncio.get_running_loop()
+        self.ended: asyncio.Future[ProtocolError | None] = loop.create_future()
+        self.hello = asyncio.Event()
+        self._timers: list[Timer] = []
+        self._ping_sent_at: float | None = None
+        self._describe_answered = False
+
+    # -- the driver's Handler -------------------------------------------------------------
+
+    def connected(self, driver: Driver) -> None:
+        options = self.device.options
+        if options.nagle:
+            driver.set_nagle(True)  # Device OS's TCP stack has it on
+        self.device.status.times["connected"] = self.timers.clock()
+        # A stalled network: what the server sends before the handshake never arrives.
+        driver.discard_reads = self.device.stalling
+
+    def event_received(self, event: Event) -> None:
+        device = self.device
+        if isinstance(event, SessionStarted):
+            device.status.times["session"] = self.timers.clock()
+            device.stage("handshake", "fast blinking cyan", "keys exchanged, Hello sent")
+        elif isinstance(event, ServerHelloReceived):
+            device.status.times["hello"] = self.timers.clock()
+            self.hello.set()
+        elif isinstance(event, TimeReceived):
+            device.status.server_time = event.unix_seconds
+        elif isinstance(event, PingAcknowledged):
+            if self._describe_answered and "described" not in device.status.times:
+                device.status.times["described"] = self.timers.clock()
+        else:
+            device.answer(self, event)
+            if isinstance(event, DescribeRequested):
+                self._describe_answered = True
+
+    def failed(self, error: ProtocolError) -> None:
+        self.end(error)
+
+    def closed(self, exc: Exception | None) -> None:
+        self.device.status.times["closed"] = self.timers.clock()
+        self.end(
+            ProtocolError(
+                Stage.SESSION,
+                f"connection lost: {exc}" if exc else "the server closed the connection",
+            )
+        )
+
+    # -- its life -------------------------------------------------------------------------
+
+    def online(self) -> None:
+        """Breathing cyan: start the keepalive and the heartbeat."""
+        options = self.device.options
+        self._at(options.idle_ping_s, self._keepalive_due)
+        if options.heartbeat_s is not None:
+            self._at(0.0, self._heartbeat_due)
+
+    def after(self, delay_s: float, callback: Callable[[], None]) -> None:
+        """Run ``callback`` in ``delay_s`` unless the connection has ended by then."""
+        self._at(delay_s, callback)
+
+    def end(self, why: ProtocolError | None) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        if not self.ended.done():
+            self.ended.set_result(why)
+        self.driver.close()
+
+    def flush(self) -> None:
+        self.driver.flush()
+
+    def _at(self, delay_s: float, callback: Callable[[], None]) -> None:
+        if self.ended.done():
+            return
+        self._timers = [t for t in self._timers if not t.cancelled]
+        self._timers.append(self.timers.call_later(delay_s, callback))
+
+    def _keepalive_due(self) -> None:
+        options = self.device.options
+        now = self.timers.clock()
+        quiet_since = self.driver.last_received
+        if now - quiet_since < options.idle_ping_s:
+            self._at(quiet_since + options.idle_ping_s - now, self._keepalive_due)
+            return
+        self._ping_sent_at = now
+        self.driver.drive(self.core.ping)
+        self._at(options.ping_timeout_s, self._ping_due)
+
+    def _ping_due(self) -> None:
+        sent = self._ping_sent_at
+        if sent is not None and self.driver.last_received >= sent:
+            self._ping_sent_at = None
+            self._keepalive_due()
+            return
+        self.end(
+            ProtocolError(
+                Stage.KEEPALIVE_TIMEOUT,
+                f"no answer to our ping within {self.device.options.ping_timeout_s:g} s",
+            )
+        )
+
+    def _heartbeat_due(self) -> None:
+        device = self.device
+        interval = device.options.heartbeat_s
+        if interval is None:
+            return
+        device.publish("heartbeat", f'{{"uptime":{device.tinker.uptime_s}}}', public=False)
+        self._at(interval, self._heartbeat_due)
+
+    def publish(self, info: messages.EventInfo) -> None:
+        self.core.publish(info)
+        self.flush()

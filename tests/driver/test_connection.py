@@ -1,0 +1,167 @@
+"""driver/connection.py: the core driven over real loopback sockets, both ends."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+
+from cyan.driver import Driver
+from cyan.protocol import DeviceConnection, ProtocolError, ServerConnection
+from cyan.protocol.events import (
+    DeviceIdentified,
+    Event,
+    FunctionCallRequested,
+    HelloReceived,
+    ServerHelloReceived,
+)
+from tests.protocol.pair import PHOTON_HELLO, device_key, server_key
+from tests.system import LOOPBACK
+
+DEVICE_ID = "0123456789abcdef01234567"
+
+
+@dataclass
+class Recorder:
+    """A handler that keeps what it heard, and accepts the device on the server's side."""
+
+    events: list[Event] = field(default_factory=list)
+    failures: list[ProtocolError] = field(default_factory=list)
+    closed_with: list[Exception | None] = field(default_factory=list)
+    driver: Driver | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    written_at_event: list[int] = field(default_factory=list)
+
+    def connected(self, driver: Driver) -> None:
+        self.driver = driver
+        if isinstance(driver.core, ServerConnection):
+            driver.drive(driver.core.start)
+
+    def event_received(self, event: Event) -> None:
+        self.events.append(event)
+        assert self.driver is not None
+        if isinstance(event, DeviceIdentified):
+            assert isinstance(self.driver.core, ServerConnection)
+            self.driver.drive(self.driver.core.accept_device, device_key(0).public_key())
+        if isinstance(event, FunctionCallRequested):
+            written = getattr(self.driver.transport, "writes", None)
+            self.written_at_event.append(len(written) if written is not None else -1)
+            assert isinstance(self.driver.core, DeviceConnection)
+            self.driver.core.reply_function(event.token, 7)
+        self.changed.set()
+
+    def failed(self, error: ProtocolError) -> None:
+        self.failures.append(error)
+        self.changed.set()
+
+    def closed(self, exc: Exception | None) -> None:
+        self.closed_with.append(exc)
+        self.changed.set()
+
+    async def until(self, check: object, timeout_s: float = 5.0) -> None:
+        async def wait() -> None:
+            while not check():  # type: ignore[operator]
+                self.changed.clear()
+                await self.changed.wait()
+
+        await asyncio.wait_for(wait(), timeout_s)
+
+
+class CountingTransport:
+    """Passes everything to the real transport and counts the writes."""
+
+    def __init__(self, inner: asyncio.Transport) -> None:
+        self._inner = inner
+        self.writes: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.writes.append(data)
+        self._inner.write(data)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._inner, name)
+
+
+def said_hello(side: Recorder) -> bool:
+    return any(isinstance(e, HelloReceived | ServerHelloReceived) for e in side.events)
+
+
+async def _pair(*, ack_apart: bool = True) -> tuple[Recorder, Recorder, asyncio.Server]:
+    loop = asyncio.get_running_loop()
+    server_side = Recorder()
+    device_side = Recorder()
+
+    def server_driver() -> Driver:
+        core = ServerConnection(server_key(), random_bytes=os.urandom, clock=time.time)
+        return Driver(core, server_side)
+
+    listening = await loop.create_server(server_driver, LOOPBACK, 0)
+    port = listening.sockets[0].getsockname()[1]
+    core = DeviceConnection(
+        DEVICE_ID,
+        device_key(0),
+        server_key().public_key(),
+        PHOTON_HELLO,
+        random_bytes=os.urandom,
+        clock=time.time,
+    )
+    await loop.create_connection(
+        lambda: Driver(core, device_side, ack_apart=ack_apart), LOOPBACK, port
+    )
+    return server_side, device_side, listening
+
+
+async def test_both_ends_shake_hands_through_drivers() -> None:
+    server_side, device_side, listening = await _pair()
+    try:
+        await device_side.until(lambda: said_hello(device_side))
+        await server_side.until(lambda: said_hello(server_side))
+        assert server_side.failures == device_side.failures == []
+    finally:
+        assert device_side.driver is not None
+        device_side.driver.close()
+        listening.close()
+        await listening.wait_closed()
+    await server_side.until(lambda: server_side.closed_with)
+
+
+async def test_garbage_reaches_the_handler_as_a_failure_and_closes_the_connection() -> None:
+    server_side, device_side, listening = await _pair()
+    try:
+        await server_side.until(lambda: said_hello(server_side))
+        assert device_side.driver is not None
+        assert device_side.driver.transport is not None
+        device_side.driver.transport.write(b"\x00\x10" + b"\x99" * 16)  # not our cipher
+        await server_side.until(lambda: server_side.closed_with)
+        assert len(server_side.failures) == 1
+        assert server_side.driver is not None
+        assert server_side.driver.closing
+    finally:
+        listening.close()
+        await listening.wait_closed()
+
+
+async def _call_once(*, ack_apart: bool) -> list[int]:
+    server_side, device_side, listening = await _pair(ack_apart=ack_apart)
+    try:
+        await server_side.until(lambda: said_hello(server_side))
+        device = device_side.driver
+        assert device is not None
+        assert device.transport is not None
+        device.transport = CountingTransport(device.transport)  # type: ignore[assignment]
+        server = server_side.driver
+        assert server is not None
+        assert isinstance(server.core, ServerConnection)
+        server.drive(server.core.call_function, "brew", "")
+        await device_side.until(lambda: device_side.written_at_event)
+        return device_side.written_at_event
+    finally:
+        listening.close()
+        await listening.wait_closed()
+
+
+async def test_the_ack_goes_out_before_the_events_are_handled_unless_coalesced() -> None:
+    # Device OS writes its empty ACK on its own, before the answer (protocol.md §7.1).
+    assert await _call_once(ack_apart=True) == [1]
+    assert await _call_once(ack_apart=False) == [0]

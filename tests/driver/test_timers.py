@@ -1,0 +1,75 @@
+"""driver/timers.py: one heap of deadlines, run from the loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+from cyan.driver import Timers
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_due_callbacks_run_in_deadline_order_once() -> None:
+    clock = FakeClock()
+    timers = Timers(clock)
+    ran: list[str] = []
+    timers.call_at(103, lambda: ran.append("c"))
+    timers.call_at(101, lambda: ran.append("a"))
+    timers.call_later(2, lambda: ran.append("b"))
+
+    assert timers.run_due() == 0
+    clock.now = 102.5
+    assert timers.run_due() == 2
+    clock.now = 200
+    assert timers.run_due() == 1
+    assert timers.run_due() == 0
+    assert ran == ["a", "b", "c"]
+
+
+def test_a_cancelled_timer_never_runs() -> None:
+    clock = FakeClock()
+    timers = Timers(clock)
+    ran: list[int] = []
+    timer = timers.call_later(1, lambda: ran.append(1))
+    timer.cancel()
+    clock.now += 5
+    assert timers.run_due() == 0
+    assert ran == []
+
+
+def test_a_callback_may_schedule_itself_again() -> None:
+    clock = FakeClock()
+    timers = Timers(clock)
+    fired: list[float] = []
+
+    def again() -> None:
+        fired.append(clock.now)
+        if len(fired) < 3:
+            timers.call_later(10, again)
+
+    timers.call_later(10, again)
+    for _ in range(5):
+        clock.now += 10
+        timers.run_due()
+    assert fired == [110, 120, 130]
+    assert len(timers) == 0
+
+
+async def test_the_loop_runs_them_with_one_armed_handle() -> None:
+    timers = Timers()
+    done = asyncio.Event()
+    order: list[int] = []
+    timers.call_later(0.02, lambda: order.append(2))
+    timers.call_later(0.01, lambda: order.append(1))
+    timers.call_later(0.03, done.set)
+
+    await asyncio.wait_for(done.wait(), 5)
+
+    assert order == [1, 2]
+    assert len(timers) == 0
