@@ -187,7 +187,7 @@ async def register_devices(
     server_key = load_or_create_server_key(data_dir)
     store = await Store.open(bench_settings(data_dir).database_url)
     try:
-        admin = await store.ensure_user(ADMIN_USERNAME)
+        admin = await store.users.ensure(ADMIN_USERNAME)
         ders: dict[int, bytes] = {}
         gate = asyncio.Semaphore(concurrency)
 
@@ -196,10 +196,10 @@ async def register_devices(
             if der is None:
                 der = ders[id(key)] = crypto.public_key_der(key.public_key())
             async with gate:
-                await store.add_device(device_id, der, owner_id=admin.id)
+                await store.devices.add(device_id, der, owner_id=admin.id)
 
         await asyncio.gather(*(add(device_id, key) for device_id, key in devices))
-        token = await store.create_token(admin.id)
+        token = await store.tokens.create(admin.id)
     finally:
         await store.close()
     return Registered(token, server_key.public_key())

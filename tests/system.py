@@ -99,8 +99,8 @@ class Cloud:
                 port=self.device_port,
             )
         if register:
-            admin = await self.node.store.ensure_user(ADMIN_USERNAME)
-            await self.node.store.add_device(
+            admin = await self.node.store.users.ensure(ADMIN_USERNAME)
+            await self.node.store.devices.add(
                 keystore.device_id,
                 crypto.public_key_der(keystore.device_key.public_key()),
                 owner_id=admin.id,
@@ -144,8 +144,8 @@ async def running_cloud(
 ) -> AsyncIterator[Cloud]:
     node = Node(cloud_settings(data_dir, database_url, **gateway))
     await node.start()
-    admin = await node.store.ensure_user(ADMIN_USERNAME)
-    token = await node.store.create_token(admin.id)
+    admin = await node.store.users.ensure(ADMIN_USERNAME)
+    token = await node.store.tokens.create(admin.id)
     http = httpx.AsyncClient(
         base_url=f"http://{LOOPBACK}:{node.api_port}",
         headers={"Authorization": f"Bearer {token}"},

@@ -72,7 +72,7 @@ class Node:
         server_key = load_or_create_server_key(self.settings.data_dir)
         self.store = await Store.open(self.settings.database_url)
         # Presence lives in memory; whatever the store says from a previous run is stale.
-        await self.store.mark_all_offline()
+        await self.store.presence.mark_all_offline()
         gateway_settings = self.settings.gateway
         self.router = Router(
             function_timeout_s=gateway_settings.function_timeout_s,
@@ -141,14 +141,14 @@ class Node:
         return int(self._api.servers[0].sockets[0].getsockname()[1])
 
     async def _start_demo_devices(self, count: int) -> None:
-        admin = await self.store.ensure_user(ADMIN_USERNAME)
+        admin = await self.store.users.ensure(ADMIN_USERNAME)
         server_public = self.gateway.server_key.public_key()
         for index in range(1, count + 1):
             directory = self.settings.data_dir / DEMO_DIR / f"demo-{index}"
             keystore = _demo_keystore(directory, server_public, self.gateway.port)
-            record = await self.store.get_device(keystore.device_id)
-            if record is None or await self.store.device_key(keystore.device_id) is None:
-                await self.store.add_device(
+            record = await self.store.devices.get(keystore.device_id)
+            if record is None or await self.store.devices.key(keystore.device_id) is None:
+                await self.store.devices.add(
                     keystore.device_id, _der(keystore), owner_id=admin.id, name=f"demo-{index}"
                 )
             device = VirtualDevice(keystore, DeviceOptions(server=f"127.0.0.1:{self.gateway.port}"))

@@ -145,22 +145,22 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def make_caller(store: Store, username: str) -> Caller:
-    user = await store.ensure_user(username)
-    return Caller(user=user, token=await store.create_token(user.id))
+    user = await store.users.ensure(username)
+    return Caller(user=user, token=await store.tokens.create(user.id))
 
 
 @pytest.fixture
 async def alice(store: Store) -> Caller:
     caller = await make_caller(store, "alice@example.com")
-    await store.add_device(DEVICE_A, PUBLIC_KEY, owner_id=caller.user.id, name="photon1")
-    await store.add_device(DEVICE_B, PUBLIC_KEY, owner_id=caller.user.id)
+    await store.devices.add(DEVICE_A, PUBLIC_KEY, owner_id=caller.user.id, name="photon1")
+    await store.devices.add(DEVICE_B, PUBLIC_KEY, owner_id=caller.user.id)
     return caller
 
 
 @pytest.fixture
 async def bob(store: Store) -> Caller:
     caller = await make_caller(store, "bob@example.com")
-    await store.add_device(DEVICE_BOB, PUBLIC_KEY, owner_id=caller.user.id, name="photon1")
+    await store.devices.add(DEVICE_BOB, PUBLIC_KEY, owner_id=caller.user.id, name="photon1")
     return caller
 
 

@@ -64,7 +64,7 @@ class Account:
 # its test parameters shadowing an import (ruff F811).
 @pytest.fixture(name="carol")
 async def carol_fixture(store: Store) -> Account:
-    return Account(await store.add_user("carol@example.com", PASSWORD), PASSWORD)
+    return Account(await store.users.add("carol@example.com", PASSWORD), PASSWORD)
 
 
 @pytest.fixture(name="signup_client")

@@ -96,7 +96,7 @@ async def test_bad_credentials(
 async def test_a_user_without_password_cannot_log_in(
     client: httpx.AsyncClient, store: Store
 ) -> None:
-    await store.ensure_user("admin")
+    await store.users.ensure("admin")
     form = {"username": "admin", "password": "", "grant_type": "password"}
     form |= {"client_id": "cyan", "client_secret": "cyan"}
     reply = await client.post("/oauth/token", data=form)
@@ -205,7 +205,7 @@ async def test_lifetime_is_what_the_client_asked(
 async def test_expired_token_is_refused(
     client: httpx.AsyncClient, store: Store, carol: Account
 ) -> None:
-    token = await store.create_token(
+    token = await store.tokens.create(
         carol.user.id, expires_at=datetime.now(UTC) - timedelta(seconds=1)
     )
     for method, path in [("GET", "/v1/user"), ("GET", "/v1/access_tokens/current")]:
@@ -302,8 +302,8 @@ async def test_list_tokens_with_basic_auth(
 ) -> None:
     cli = await log_in(client, carol, expires_in="0")
     api = await log_in(client, carol, client_id="particle-api", client_secret="particle-api")
-    someone_else = await store.ensure_user("dave@example.com")
-    await store.create_token(someone_else.id)
+    someone_else = await store.users.ensure("dave@example.com")
+    await store.tokens.create(someone_else.id)
     reply = await client.get("/v1/access_tokens", auth=(carol.username, carol.password))
     assert reply.status_code == 200
     listed = {entry["token"]: entry for entry in reply.json()}
@@ -345,7 +345,7 @@ async def test_sign_up_is_off_by_default(client: httpx.AsyncClient, store: Store
     )
     assert reply.status_code == 403
     assert reply.json() == {"ok": False, "error": "Sign-up is disabled on this server"}
-    assert await store.find_user("eve@example.com") is None
+    assert await store.users.find("eve@example.com") is None
 
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "form"])
@@ -359,7 +359,7 @@ async def test_sign_up_then_log_in(
     else:
         reply = await signup_client.post("/v1/users", data=fields)
     assert (reply.status_code, reply.json()) == (200, {"ok": True})
-    user = await store.find_user("eve@example.com")
+    user = await store.users.find("eve@example.com")
     assert user is not None
     token = await log_in(signup_client, Account(user, PASSWORD))
     me = await signup_client.get("/v1/user", headers=bearer(token))
@@ -396,4 +396,4 @@ async def test_sign_up_refuses_bad_input(
     body = reply.json()
     assert body["ok"] is False
     assert isinstance(body["error"], str)
-    assert await store.list_users() == []
+    assert await store.users.all() == []

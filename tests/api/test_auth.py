@@ -49,7 +49,7 @@ async def test_unknown_token(
 
 
 async def test_expired_token(client: httpx.AsyncClient, store: Store, alice: Caller) -> None:
-    expired = await store.create_token(
+    expired = await store.tokens.create(
         alice.user.id, expires_at=datetime.now(UTC) - timedelta(seconds=1)
     )
     reply = await client.get("/v1/devices", headers={"Authorization": f"Bearer {expired}"})
@@ -58,7 +58,7 @@ async def test_expired_token(client: httpx.AsyncClient, store: Store, alice: Cal
 
 
 async def test_revoked_token(client: httpx.AsyncClient, store: Store, alice: Caller) -> None:
-    assert await store.revoke_token(alice.token)
+    assert await store.tokens.revoke(alice.token)
     reply = await client.get("/v1/devices", headers=alice.headers)
     assert (reply.status_code, reply.json()) == (401, INVALID)
 

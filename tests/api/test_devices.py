@@ -63,7 +63,7 @@ async def test_list_uses_stored_presence_when_offline(
     client: httpx.AsyncClient, store: Store, alice: Caller
 ) -> None:
     at = datetime(2024, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
-    await store.record_handshake(
+    await store.presence.record_handshake(
         DEVICE_B,
         ip="198.51.100.4",
         at=at,
@@ -71,7 +71,7 @@ async def test_list_uses_stored_presence_when_offline(
         product_id=1234,
         product_firmware_version=2,
     )
-    await store.record_describe(
+    await store.presence.record_describe(
         DEVICE_B, functions=["f"], variables={"v": "int32"}, system_firmware_version="2.3.1"
     )
     reply = await client.get("/v1/devices", headers=alice.headers)
@@ -131,7 +131,7 @@ async def test_detail_live(
 async def test_detail_offline_shows_last_describe(
     client: httpx.AsyncClient, store: Store, alice: Caller
 ) -> None:
-    await store.record_describe(DEVICE_A, functions=["led"], variables={"temp": "double"})
+    await store.presence.record_describe(DEVICE_A, functions=["led"], variables={"temp": "double"})
     reply = await client.get("/v1/devices/photon1", headers=alice.headers)
     assert reply.json() == {
         **offline_summary(DEVICE_A, "photon1"),

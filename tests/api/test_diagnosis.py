@@ -25,7 +25,7 @@ async def test_a_device_without_failures_reads_null(
 async def test_the_last_failure_names_stage_cause_and_fix(
     client: httpx.AsyncClient, alice: Caller, store: Store
 ) -> None:
-    await store.record_failures(
+    await store.failures.record(
         [
             ConnectionFailure(now() - timedelta(seconds=9), "10.0.0.5", DEVICE_A, "timeout", "old"),
             ConnectionFailure(now(), "10.0.0.5", DEVICE_A, "key-mismatch", "keys differ"),
@@ -59,14 +59,14 @@ async def test_a_device_nothing_reached_says_to_run_doctor(
 async def test_unnamed_failures_go_to_the_admin_only_unless_from_the_devices_address(
     client: httpx.AsyncClient, alice: Caller, store: Store
 ) -> None:
-    await store.record_failures(
+    await store.failures.record(
         [ConnectionFailure(now(), "10.9.9.9", None, "handshake-decrypt", "bad block")]
     )
     owner_view = await client.get(f"/cyan/v1/devices/{DEVICE_A}/failures", headers=alice.headers)
     assert owner_view.json()["unnamed_failures"] == []
 
     admin = await make_caller(store, "admin")
-    await store.add_device("d" * 24, b"k", owner_id=admin.user.id)
+    await store.devices.add("d" * 24, b"k", owner_id=admin.user.id)
     admin_view = await client.get(f"/cyan/v1/devices/{'d' * 24}/failures", headers=admin.headers)
     body = admin_view.json()
     assert [f["remote_address"] for f in body["unnamed_failures"]] == ["10.9.9.9"]
@@ -79,10 +79,10 @@ async def test_unnamed_failures_go_to_the_admin_only_unless_from_the_devices_add
 async def test_a_device_with_a_known_address_is_tied_only_to_failures_from_there(
     client: httpx.AsyncClient, alice: Caller, store: Store
 ) -> None:
-    await store.record_sessions(
+    await store.presence.record_sessions(
         [SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=now() - timedelta(minutes=1))]
     )
-    await store.record_failures(
+    await store.failures.record(
         [
             ConnectionFailure(now(), "10.9.9.9", None, "handshake-decrypt", "someone else"),
             ConnectionFailure(now(), "10.0.0.5", None, "timeout", "stalled"),
@@ -101,8 +101,10 @@ async def test_a_connection_that_dropped_after_it_was_up_is_no_failed_attempt(
     client: httpx.AsyncClient, alice: Caller, store: Store
 ) -> None:
     connected_at = now() - timedelta(minutes=5)
-    await store.record_sessions([SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=connected_at)])
-    await store.record_failures(
+    await store.presence.record_sessions(
+        [SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=connected_at)]
+    )
+    await store.failures.record(
         [ConnectionFailure(now(), "10.0.0.5", DEVICE_A, "keepalive-timeout", "no answer to ping")]
     )
     reply = await client.get(f"/cyan/v1/devices/{DEVICE_A}/failures", headers=alice.headers)
@@ -116,7 +118,9 @@ async def test_a_device_that_left_cleanly_says_when_it_was_last_connected(
     client: httpx.AsyncClient, alice: Caller, store: Store
 ) -> None:
     connected_at = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-    await store.record_sessions([SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=connected_at)])
+    await store.presence.record_sessions(
+        [SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=connected_at)]
+    )
     reply = await client.get(f"/cyan/v1/devices/{DEVICE_A}/failures", headers=alice.headers)
     verdict = reply.json()["verdict"]
     assert verdict["state"] == "silent"
@@ -149,7 +153,7 @@ async def test_the_admin_may_ask_about_a_device_no_one_registered(
     client: httpx.AsyncClient, alice: Caller, store: Store
 ) -> None:
     stranger = "e" * 24
-    await store.record_failures(
+    await store.failures.record(
         [ConnectionFailure(now(), "10.0.0.8", stranger, "unknown-device", "not registered")]
     )
     owner_view = await client.get(f"/cyan/v1/devices/{stranger}/failures", headers=alice.headers)
@@ -166,8 +170,10 @@ async def test_unnamed_failures_from_its_address_lead_over_an_old_drop(
     # A device given another server's key: its last good session dropped, and since then
     # every attempt from its address is refused before it names itself.
     connected_at = now() - timedelta(minutes=5)
-    await store.record_sessions([SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=connected_at)])
-    await store.record_failures(
+    await store.presence.record_sessions(
+        [SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=connected_at)]
+    )
+    await store.failures.record(
         [
             ConnectionFailure(
                 now() - timedelta(minutes=4), "10.0.0.5", DEVICE_A, "session", "closed"
@@ -190,13 +196,13 @@ async def test_a_drop_after_the_unnamed_failures_is_a_drop(
     client: httpx.AsyncClient, alice: Caller, store: Store
 ) -> None:
     # The unnamed failure came first, the device connected after it and dropped later.
-    await store.record_failures(
+    await store.failures.record(
         [ConnectionFailure(now() - timedelta(minutes=6), "10.0.0.5", None, "timeout", "stall")]
     )
-    await store.record_sessions(
+    await store.presence.record_sessions(
         [SessionUpdate(DEVICE_A, ip="10.0.0.5", handshake_at=now() - timedelta(minutes=5))]
     )
-    await store.record_failures(
+    await store.failures.record(
         [ConnectionFailure(now(), "10.0.0.5", DEVICE_A, "keepalive-timeout", "no answer")]
     )
     reply = await client.get(f"/cyan/v1/devices/{DEVICE_A}/failures", headers=alice.headers)

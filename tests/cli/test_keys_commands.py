@@ -60,14 +60,14 @@ def with_store(data_dir: Path, work: Callable[[Store], Awaitable[T]]) -> T:
 
 def register(data_dir: Path, device_id: str, public: crypto.RsaPublicKey) -> None:
     async def work(store: Store) -> None:
-        admin = await store.ensure_user(ADMIN_USERNAME)
-        await store.add_device(device_id, crypto.public_key_der(public), owner_id=admin.id)
+        admin = await store.users.ensure(ADMIN_USERNAME)
+        await store.devices.add(device_id, crypto.public_key_der(public), owner_id=admin.id)
 
     with_store(data_dir, work)
 
 
 def stored_key(data_dir: Path, device_id: str) -> bytes | None:
-    return with_store(data_dir, lambda store: store.device_key(device_id))
+    return with_store(data_dir, lambda store: store.devices.key(device_id))
 
 
 @pytest.fixture(autouse=True)
@@ -237,9 +237,9 @@ async def test_doctor_lets_a_device_refused_for_its_key_connect(tmp_path: Path) 
         )
         device_id, old_der = keystore.device_id, (tmp_path / "keys" / DEVICE_KEY_FILE).read_bytes()
         # The store holds another key for this id, as after a lost or reflashed key.
-        admin = await cloud.node.store.ensure_user(ADMIN_USERNAME)
+        admin = await cloud.node.store.users.ensure(ADMIN_USERNAME)
         elsewhere = crypto.public_key_der(keys.generate_device_key().public_key())
-        await cloud.node.store.add_device(device_id, elsewhere, owner_id=admin.id, name="shed")
+        await cloud.node.store.devices.add(device_id, elsewhere, owner_id=admin.id, name="shed")
         refused = await cloud.add_device(keystore=keystore, register=False)
         await eventually(lambda: bool(failures_at(cloud, "key-mismatch")), what="key-mismatch")
         assert not refused.status.connected
@@ -265,10 +265,10 @@ async def test_doctor_lets_a_device_refused_for_its_key_connect(tmp_path: Path) 
         rekeyed = KeyStore.load(tmp_path / "keys")
         new_der = crypto.public_key_der(rekeyed.device_key.public_key())
         assert new_der not in (elsewhere, crypto.public_key_der(keystore.device_key.public_key()))
-        assert await cloud.node.store.device_key(device_id) == new_der
+        assert await cloud.node.store.devices.key(device_id) == new_der
         assert (tmp_path / "keys" / "backup_rsa_device-key.der").read_bytes() == old_der
         assert rekeyed.server == keystore.server  # the server key image is untouched
-        record = await cloud.node.store.get_device(device_id)
+        record = await cloud.node.store.devices.get(device_id)
         assert record is not None
         assert (record.name, record.owner_id) == ("shed", admin.id)
 

@@ -237,7 +237,7 @@ async def cloud(tmp_path: Path) -> AsyncIterator[Cloud]:
 async def unowned_device(cloud: Cloud) -> VirtualDevice:
     """A Photon whose key Cyan knows but that nobody owns yet (not started)."""
     device = await cloud.add_device(register=False, start=False)
-    await cloud.node.store.set_device_key(
+    await cloud.node.store.devices.set_key(
         device.device_id, crypto.public_key_der(device.keys.device_key.public_key())
     )
     return device

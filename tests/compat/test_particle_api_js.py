@@ -29,8 +29,8 @@ PASSWORD = "correct horse battery staple"
 
 
 async def test_login(api_js: ApiJs, cloud: Cloud) -> None:
-    admin = await cloud.node.store.ensure_user(ADMIN_USERNAME)
-    await cloud.node.store.set_password(admin.id, PASSWORD)
+    admin = await cloud.node.store.users.ensure(ADMIN_USERNAME)
+    await cloud.node.store.users.set_password(admin.id, PASSWORD)
 
     login = await api_js(
         """
@@ -46,7 +46,7 @@ async def test_login(api_js: ApiJs, cloud: Cloud) -> None:
     assert body["token_type"] == "bearer"
     assert body["expires_in"] == 7776000  # api-js's default tokenDuration: 90 days
     assert isinstance(body["refresh_token"], str)
-    user = await cloud.node.store.user_for_token(body["access_token"])
+    user = await cloud.node.store.tokens.user_for(body["access_token"])
     assert user is not None
     assert user.id == admin.id
     # The token works at once.
@@ -54,8 +54,8 @@ async def test_login(api_js: ApiJs, cloud: Cloud) -> None:
 
 
 async def test_login_with_a_wrong_password(api_js: ApiJs, cloud: Cloud) -> None:
-    admin = await cloud.node.store.ensure_user(ADMIN_USERNAME)
-    await cloud.node.store.set_password(admin.id, PASSWORD)
+    admin = await cloud.node.store.users.ensure(ADMIN_USERNAME)
+    await cloud.node.store.users.set_password(admin.id, PASSWORD)
 
     with pytest.raises(ApiJsError) as refused:
         await api_js(
@@ -202,16 +202,16 @@ async def test_claim_device(api_js: ApiJs, cloud: Cloud) -> None:
     assert reply["ok"] is True
     ids = await api_js("return (await particle.listDevices({ auth: token })).body.map(d => d.id);")
     assert device.device_id in ids
-    record = await cloud.node.store.get_device(device.device_id)
-    admin = await cloud.node.store.ensure_user(ADMIN_USERNAME)
+    record = await cloud.node.store.devices.get(device.device_id)
+    admin = await cloud.node.store.users.ensure(ADMIN_USERNAME)
     assert record is not None
     assert record.owner_id == admin.id
 
 
 async def test_claim_someone_elses_device(api_js: ApiJs, cloud: Cloud) -> None:
-    bob = await cloud.node.store.ensure_user("bob")
+    bob = await cloud.node.store.users.ensure("bob")
     device = await unowned_device(cloud)
-    assert await cloud.node.store.claim_device(device.device_id, bob.id) is ClaimOutcome.CLAIMED
+    assert await cloud.node.store.devices.claim(device.device_id, bob.id) is ClaimOutcome.CLAIMED
 
     with pytest.raises(ApiJsError) as refused:
         await api_js(
@@ -237,10 +237,10 @@ async def test_get_claim_code(api_js: ApiJs, cloud: Cloud, lamp: VirtualDevice) 
     device.options = replace(device.options, claim_code=reply["claim_code"])
     cloud.start(device)
     await cloud.online(device)
-    admin = await cloud.node.store.ensure_user(ADMIN_USERNAME)
+    admin = await cloud.node.store.users.ensure(ADMIN_USERNAME)
 
     async def claimed() -> bool:
-        record = await cloud.node.store.get_device(device.device_id)
+        record = await cloud.node.store.devices.get(device.device_id)
         return record is not None and record.owner_id == admin.id
 
     await eventually(claimed, 10, "the device claimed with the code")

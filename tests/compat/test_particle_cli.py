@@ -67,7 +67,7 @@ async def test_login_with_username_and_password(
     particle_logged_out: ParticleCli, cloud: Cloud
 ) -> None:
     store = cloud.node.store
-    ada = await store.add_user(OTHER_USER, PASSWORD)
+    ada = await store.users.add(OTHER_USER, PASSWORD)
     before = datetime.now(UTC)
 
     result = await particle_logged_out("login", "--username", OTHER_USER, "--password", PASSWORD)
@@ -77,7 +77,7 @@ async def test_login_with_username_and_password(
     config = particle_logged_out.config()
     assert config["username"] == OTHER_USER
     assert re.fullmatch(r"[0-9a-f]{40}", config["access_token"]), config
-    user = await store.user_for_token(config["access_token"])
+    user = await store.tokens.user_for(config["access_token"])
     assert user is not None
     assert user.id == ada.id
     # The CLI stores now + expires_in, and asks for 90 days.
@@ -89,7 +89,7 @@ async def test_login_with_username_and_password(
 async def test_login_with_a_wrong_password_says_so_and_stores_nothing(
     particle_logged_out: ParticleCli, cloud: Cloud
 ) -> None:
-    await cloud.node.store.add_user(OTHER_USER, PASSWORD)
+    await cloud.node.store.users.add(OTHER_USER, PASSWORD)
 
     result = await particle_logged_out("login", "-u", OTHER_USER, "-p", "not the password")
 
@@ -119,8 +119,8 @@ async def test_login_with_a_token_records_when_it_expires(
     particle_logged_out: ParticleCli, cloud: Cloud
 ) -> None:
     expires = datetime.now(UTC) + timedelta(days=3)
-    admin = await cloud.node.store.ensure_user(ADMIN_USERNAME)
-    token = await cloud.node.store.create_token(admin.id, expires_at=expires)
+    admin = await cloud.node.store.users.ensure(ADMIN_USERNAME)
+    token = await cloud.node.store.tokens.create(admin.id, expires_at=expires)
 
     result = await particle_logged_out("login", "--token", token)
 
@@ -170,8 +170,8 @@ async def test_logout(particle: ParticleCli, cloud: Cloud) -> None:
 
 
 async def test_token_revoke(particle: ParticleCli, cloud: Cloud) -> None:
-    admin = await cloud.node.store.ensure_user(ADMIN_USERNAME)
-    other = await cloud.node.store.create_token(admin.id)
+    admin = await cloud.node.store.users.ensure(ADMIN_USERNAME)
+    other = await cloud.node.store.tokens.create(admin.id)
     assert await status_with(other, cloud) == 200
 
     result = await particle("token", "revoke", other)
@@ -414,9 +414,9 @@ async def test_device_add_claims_a_device(particle: ParticleCli, cloud: Cloud) -
 
 async def test_device_add_refuses_another_users_device(particle: ParticleCli, cloud: Cloud) -> None:
     store = cloud.node.store
-    bob = await store.ensure_user("bob")
+    bob = await store.users.ensure("bob")
     device = await cloud.add_device(register=False, start=False)
-    await store.add_device(
+    await store.devices.add(
         device.device_id,
         crypto.public_key_der(device.keys.device_key.public_key()),
         owner_id=bob.id,
@@ -430,7 +430,7 @@ async def test_device_add_refuses_another_users_device(particle: ParticleCli, cl
         result.stdout
     )
     assert "You cannot claim a device owned by someone else" in result.output
-    record = await store.get_device(device.device_id)
+    record = await store.devices.get(device.device_id)
     assert record is not None
     assert record.owner_id == bob.id
 
@@ -442,7 +442,7 @@ async def test_device_remove(particle: ParticleCli, cloud: Cloud, lamp: VirtualD
     listing = (await particle.ok("list")).stdout
     assert lamp.device_id not in listing
     assert f"{KETTLE} [" in listing
-    record = await cloud.node.store.get_device(lamp.device_id)
+    record = await cloud.node.store.devices.get(lamp.device_id)
     assert record is not None
     assert record.owner_id is None
     gone = await particle("call", lamp.device_id, "digitalwrite", "D7,HIGH")
@@ -480,5 +480,5 @@ async def test_keys_send_takes_the_private_key_in_der(
     # would be sent as an id.
     await particle.ok("keys", "send", lamp.device_id, str(der))
 
-    stored = await cloud.node.store.device_key(lamp.device_id)
+    stored = await cloud.node.store.devices.key(lamp.device_id)
     assert stored == crypto.public_key_der(replacement.public_key())

@@ -87,7 +87,7 @@ async def test_a_registered_device_passes_every_stage(cloud: Cloud) -> None:
     assert "breathe cyan" in row(checks, Step.HANDSHAKE).detail
     # Doctor said goodbye before hanging up: the server recorded no dropped connection.
     await asyncio.sleep(SWEEP_S)
-    assert await cloud.node.store.device_failures(device.device_id) == []
+    assert await cloud.node.store.failures.for_device(device.device_id) == []
 
 
 async def test_the_servers_record_of_a_connected_device_passes(cloud: Cloud) -> None:

@@ -48,7 +48,7 @@ def check_password(data_dir: Path, username: str, password: str) -> UserRecord |
     async def check() -> UserRecord | None:
         store = await Store.open(sqlite_url(data_dir))
         try:
-            return await store.check_password(username, password)
+            return await store.users.check_password(username, password)
         finally:
             await store.close()
 

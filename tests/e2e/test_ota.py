@@ -268,7 +268,7 @@ async def test_a_server_that_stops_mid_update_aborts_it_and_records_why(cloud: C
     await eventually(lambda: device.app.updater.holding, UPDATE_BOUND_S, "the update held")
     assert receiving()
     await cloud.node.flasher.stop()  # what Node.stop() does first
-    record = await cloud.node.store.latest_firmware_update(device.device_id)
+    record = await cloud.node.store.updates.latest(device.device_id)
     assert record is not None
     assert (record.state, record.failure) == ("failed", STOPPED)
     assert record.file_path is None

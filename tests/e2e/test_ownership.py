@@ -23,8 +23,8 @@ async def cloud(tmp_path: Path) -> Cloud:  # type: ignore[misc]
 
 
 async def second_user(cloud: Cloud, name: str = "bob") -> httpx.AsyncClient:
-    user = await cloud.node.store.ensure_user(name)
-    token = await cloud.node.store.create_token(user.id)
+    user = await cloud.node.store.users.ensure(name)
+    token = await cloud.node.store.tokens.create(user.id)
     return httpx.AsyncClient(
         base_url=str(cloud.http.base_url), timeout=10, headers={"Authorization": f"Bearer {token}"}
     )
@@ -32,7 +32,7 @@ async def second_user(cloud: Cloud, name: str = "bob") -> httpx.AsyncClient:
 
 async def unowned_device(cloud: Cloud) -> VirtualDevice:
     device = await cloud.add_device(register=False, start=False)
-    await cloud.node.store.set_device_key(
+    await cloud.node.store.devices.set_key(
         device.device_id, crypto.public_key_der(device.keys.device_key.public_key())
     )
     return device

@@ -31,11 +31,11 @@ async def test_restart_keeps_devices_and_they_reconnect(tmp_path: Path, store_ur
             await eventually(
                 lambda: node.router.live(device.device_id) is not None, 10, "device back online"
             )
-            record = await node.store.find_device("porch", owner_id=None)
+            record = await node.store.devices.find("porch", owner_id=None)
             assert record is not None
             assert record.id == device.device_id
-            admin = await node.store.ensure_user(ADMIN_USERNAME)
-            assert await node.store.user_for_token(token) == admin
+            admin = await node.store.users.ensure(ADMIN_USERNAME)
+            assert await node.store.tokens.user_for(token) == admin
             assert device.tinker.digital["D7"] == 1
         finally:
             cloud.node = node  # so the fixture's cleanup stops the new node
@@ -57,9 +57,9 @@ async def test_data_written_before_a_crash_is_in_the_store(tmp_path: Path) -> No
         # A second connection, as a new process after a crash would open it, sees the device.
         other = await Store.open(url)
         try:
-            record = await other.get_device(device.device_id)
+            record = await other.devices.get(device.device_id)
             assert record is not None
             assert record.name == "crashy"
-            assert await other.device_key(device.device_id) is not None
+            assert await other.devices.key(device.device_id) is not None
         finally:
             await other.close()

@@ -81,7 +81,7 @@ async def test_device_holding_another_server_key(
     caplog.set_level(logging.INFO, "cyan.gateway")
     other_server = keys.generate_server_key().public_key()
     keystore = KeyStore.create(tmp_path / "k", other_server, host="127.0.0.1", port=None)
-    await cloud.node.store.add_device(
+    await cloud.node.store.devices.add(
         keystore.device_id, crypto.public_key_der(keystore.device_key.public_key()), owner_id=None
     )
     raw = await RawDevice.open(cloud.device_port)
@@ -112,7 +112,7 @@ async def test_device_key_differs_from_registered(
         tmp_path / "k", cloud.node.gateway.server_key.public_key(), host="127.0.0.1", port=None
     )
     registered_elsewhere = keys.generate_device_key().public_key()
-    await cloud.node.store.add_device(
+    await cloud.node.store.devices.add(
         keystore.device_id, crypto.public_key_der(registered_elsewhere), owner_id=None
     )
     raw = await RawDevice.open(cloud.device_port)
@@ -133,7 +133,7 @@ async def _session(cloud: Cloud, tmp_path: Path) -> tuple[RawDevice, KeyStore]:
     keystore = KeyStore.create(
         tmp_path / "raw", cloud.node.gateway.server_key.public_key(), host="127.0.0.1", port=None
     )
-    await cloud.node.store.add_device(
+    await cloud.node.store.devices.add(
         keystore.device_id, crypto.public_key_der(keystore.device_key.public_key()), owner_id=None
     )
     raw = await RawDevice.open(cloud.device_port)

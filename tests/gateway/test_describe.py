@@ -156,7 +156,7 @@ async def test_device_os_5_names_its_release_in_the_hello_and_as_one_module(
         )
         await cloud.node.gateway.flush()
         reply = await cloud.http.get(f"/v1/devices/{device.device_id}")
-        record = await cloud.node.store.get_device(device.device_id)
+        record = await cloud.node.store.devices.get(device.device_id)
         raw.close()
     assert reply.json()["system_firmware_version"] == "5.0.0"
     assert record is not None

@@ -83,7 +83,7 @@ async def test_events_reach_subscribed_devices_by_scope(tmp_path: Path) -> None:
         await cloud.online(mine)
         # A device of nobody's, also subscribed to "spark" for its owner's devices only.
         stranger = await cloud.add_device(start=False, register=False)
-        await cloud.node.store.add_device(
+        await cloud.node.store.devices.add(
             stranger.device_id,
             crypto.public_key_der(stranger.keys.device_key.public_key()),
             owner_id=None,
@@ -116,7 +116,7 @@ async def test_key_replaced_from_another_process_is_picked_up(tmp_path: Path) ->
         new_keys.save()
         other = await Store.open(cloud.node.settings.database_url)
         try:
-            await other.add_device(
+            await other.devices.add(
                 device.device_id,
                 crypto.public_key_der(new_keys.device_key.public_key()),
                 owner_id=None,

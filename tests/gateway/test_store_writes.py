@@ -28,19 +28,19 @@ async def test_a_bad_record_is_dropped_and_the_rest_of_its_batch_written(
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'cyan.db'}")
     try:
         for device_id in (GOOD_A, GOOD_B, BAD):
-            await store.add_device(device_id, KEY, owner_id=None)
+            await store.devices.add(device_id, KEY, owner_id=None)
         now = datetime.now(UTC)
         naive = datetime(2026, 1, 2, 3, 4, 5)  # the store refuses a time without a zone
         batch = [handshake(GOOD_A, now), handshake(BAD, naive), handshake(GOOD_B, now)]
 
         with caplog.at_level(logging.ERROR, logger="cyan.gateway"):
-            await write_isolated("device sessions", store.record_sessions, batch)
+            await write_isolated("device sessions", store.presence.record_sessions, batch)
 
         for device_id in (GOOD_A, GOOD_B):
-            record = await store.get_device(device_id)
+            record = await store.devices.get(device_id)
             assert record is not None
             assert record.last_handshake_at == now
-        bad = await store.get_device(BAD)
+        bad = await store.devices.get(BAD)
         assert bad is not None
         assert bad.last_handshake_at is None
         dropped = [r for r in caplog.records if "dropping" in r.getMessage()]
@@ -56,7 +56,9 @@ async def test_an_unreachable_store_keeps_everything_for_later(tmp_path: Path) -
 
     with pytest.raises(StoreUnavailable):
         await write_isolated(
-            "device sessions", store.record_sessions, [handshake(GOOD_A, datetime.now(UTC))]
+            "device sessions",
+            store.presence.record_sessions,
+            [handshake(GOOD_A, datetime.now(UTC))],
         )
 
 
@@ -78,10 +80,10 @@ async def test_a_device_with_an_empty_describe_leaves_every_devices_writes_worki
 
         assert cloud.node.gateway.pending_writes == 0
         for device in (empty, other):
-            record = await cloud.node.store.get_device(device.device_id)
+            record = await cloud.node.store.devices.get(device.device_id)
             assert record is not None
             assert record.online
             assert record.last_handshake_at is not None
-        empty_record = await cloud.node.store.get_device(empty.device_id)
+        empty_record = await cloud.node.store.devices.get(empty.device_id)
         assert empty_record is not None
         assert (empty_record.functions, empty_record.variables) == ((), {})

@@ -20,20 +20,20 @@ def failure(
 
 
 async def test_a_devices_failures_come_back_newest_first(store: Store) -> None:
-    await store.record_failures([failure(1), failure(2, device_id=B), failure(3)])
-    assert [f.reason for f in await store.device_failures(A)] == ["attempt 3", "attempt 1"]
-    assert await store.device_failures(B.upper()) == [failure(2, device_id=B)]
+    await store.failures.record([failure(1), failure(2, device_id=B), failure(3)])
+    assert [f.reason for f in await store.failures.for_device(A)] == ["attempt 3", "attempt 1"]
+    assert await store.failures.for_device(B.upper()) == [failure(2, device_id=B)]
 
 
 async def test_each_devices_history_is_bounded(store: Store) -> None:
     for start in range(0, 45, 15):  # several batches, as the gateway's sweep writes them
-        await store.record_failures([failure(n) for n in range(start, start + 15)])
-    await store.record_failures([failure(100, device_id=B)])
-    kept = await store.device_failures(A, limit=1000)
+        await store.failures.record([failure(n) for n in range(start, start + 15)])
+    await store.failures.record([failure(100, device_id=B)])
+    kept = await store.failures.for_device(A, limit=1000)
     assert len(kept) == failure_log.FAILURES_PER_DEVICE
     assert kept[0].reason == "attempt 44"
     assert kept[-1].reason == f"attempt {45 - failure_log.FAILURES_PER_DEVICE}"
-    assert len(await store.device_failures(B)) == 1  # another device's history is untouched
+    assert len(await store.failures.for_device(B)) == 1  # another device's history is untouched
 
 
 async def test_unnamed_failures_are_kept_per_address_and_bounded(
@@ -41,30 +41,30 @@ async def test_unnamed_failures_are_kept_per_address_and_bounded(
 ) -> None:
     monkeypatch.setattr(failure_log, "UNNAMED_FAILURES_MAX", 30)
     stage = "handshake-decrypt"
-    await store.record_failures(
+    await store.failures.record(
         [failure(n, device_id=None, address="10.0.0.9", stage=stage) for n in range(25)]
     )
-    from_nine = await store.unnamed_failures(remote_address="10.0.0.9", limit=1000)
+    from_nine = await store.failures.unnamed(remote_address="10.0.0.9", limit=1000)
     assert len(from_nine) == failure_log.FAILURES_PER_ADDRESS
-    await store.record_failures(
+    await store.failures.record(
         [failure(n, device_id=None, address=f"10.1.0.{n}", stage=stage) for n in range(100, 120)]
     )
-    everything = await store.unnamed_failures(limit=1000)
+    everything = await store.failures.unnamed(limit=1000)
     assert len(everything) == 30
     assert everything[0].remote_address == "10.1.0.119"
     # A device's named failures never count against the unnamed bound.
-    await store.record_failures([failure(200)])
-    assert len(await store.device_failures(A)) == 1
+    await store.failures.record([failure(200)])
+    assert len(await store.failures.for_device(A)) == 1
 
 
 async def test_unnamed_failures_since_a_moment(store: Store) -> None:
-    await store.record_failures([failure(n, device_id=None) for n in range(5)])
-    recent = await store.unnamed_failures(since=T0 + timedelta(seconds=3))
+    await store.failures.record([failure(n, device_id=None) for n in range(5)])
+    recent = await store.failures.unnamed(since=T0 + timedelta(seconds=3))
     assert [f.reason for f in recent] == ["attempt 4", "attempt 3"]
 
 
 async def test_a_long_reason_is_cut_not_refused(store: Store) -> None:
     long = ConnectionFailure(T0, "::1", A, "session", "x" * 10_000)
-    await store.record_failures([long])
-    (kept,) = await store.device_failures(A)
+    await store.failures.record([long])
+    (kept,) = await store.failures.for_device(A)
     assert kept.reason == "x" * failure_log.MAX_REASON_CHARS

@@ -43,7 +43,7 @@ async def raw(url: str) -> AsyncIterator[AsyncConnection]:
 
 
 async def make_user(store: Store, name: str = "alice") -> UserRecord:
-    return await store.ensure_user(name)
+    return await store.users.ensure(name)
 
 
 # migrations
@@ -69,11 +69,11 @@ async def test_migrated_schema_matches_models(store: Store) -> None:
 
 async def test_open_twice_is_idempotent(store_url: str) -> None:
     first = await Store.open(store_url)
-    user = await first.ensure_user("alice")
+    user = await first.users.ensure("alice")
     await first.close()
     second = await Store.open(store_url)
     try:
-        assert await second.get_user(user.id) == user
+        assert await second.users.get(user.id) == user
     finally:
         await second.close()
     # And straight through Alembic on a database already at head.
@@ -86,25 +86,25 @@ async def test_open_twice_is_idempotent(store_url: str) -> None:
 
 async def test_reopen_loses_nothing(store_url: str) -> None:
     store = await Store.open(store_url)
-    alice = await store.ensure_user("alice")
-    token = await store.create_token(alice.id, client_id="cli")
-    await store.add_device(DEVICE_1, KEY_1, owner_id=alice.id, name="kitchen")
-    await store.set_device_key(DEVICE_2, KEY_2)
-    await store.record_handshake(
+    alice = await store.users.ensure("alice")
+    token = await store.tokens.create(alice.id, client_id="cli")
+    await store.devices.add(DEVICE_1, KEY_1, owner_id=alice.id, name="kitchen")
+    await store.devices.set_key(DEVICE_2, KEY_2)
+    await store.presence.record_handshake(
         DEVICE_1, ip="10.0.0.7", at=T0, platform_id=6, product_id=6, product_firmware_version=3
     )
-    await store.record_describe(
+    await store.presence.record_describe(
         DEVICE_1, functions=["led"], variables={"temp": "double"}, system_firmware_version="1.5.2"
     )
-    before = await store.list_devices(owner_id=None)
+    before = await store.devices.all(owner_id=None)
     await store.close()
 
     reopened = await Store.open(store_url)
     try:
-        assert await reopened.list_devices(owner_id=None) == before
-        assert await reopened.user_for_token(token) == alice
-        assert await reopened.device_key(DEVICE_1) == KEY_1
-        assert await reopened.device_key(DEVICE_2) == KEY_2
+        assert await reopened.devices.all(owner_id=None) == before
+        assert await reopened.tokens.user_for(token) == alice
+        assert await reopened.devices.key(DEVICE_1) == KEY_1
+        assert await reopened.devices.key(DEVICE_2) == KEY_2
     finally:
         await reopened.close()
 
@@ -163,7 +163,7 @@ async def test_open_bad_url_raises_store_error(url: str) -> None:
 async def test_closed_store_refuses_calls(store: Store) -> None:
     await store.close()
     with pytest.raises(StoreError, match="closed"):
-        await store.get_user(1)
+        await store.users.get(1)
     await store.close()  # closing twice is harmless
 
 
@@ -171,29 +171,29 @@ async def test_closed_store_refuses_calls(store: Store) -> None:
 
 
 async def test_ensure_user_gets_or_creates_case_insensitively(store: Store) -> None:
-    alice = await store.ensure_user("Alice")
+    alice = await store.users.ensure("Alice")
     assert alice.username == "Alice"
     assert alice.created_at.tzinfo is UTC
-    assert await store.ensure_user("alice") == alice
-    assert await store.ensure_user("ALICE") == alice
-    bob = await store.ensure_user("bob")
+    assert await store.users.ensure("alice") == alice
+    assert await store.users.ensure("ALICE") == alice
+    bob = await store.users.ensure("bob")
     assert bob.id != alice.id
-    assert await store.get_user(alice.id) == alice
-    assert await store.get_user(bob.id) == bob
-    assert await store.get_user(bob.id + 1000) is None
+    assert await store.users.get(alice.id) == alice
+    assert await store.users.get(bob.id) == bob
+    assert await store.users.get(bob.id + 1000) is None
 
 
 async def test_ensure_user_rejects_blank(store: Store) -> None:
     with pytest.raises(StoreError):
-        await store.ensure_user("  ")
+        await store.users.ensure("  ")
 
 
 async def test_token_round_trip_and_only_hash_stored(store: Store) -> None:
     alice = await make_user(store)
-    token = await store.create_token(alice.id, client_id="particle-cli")
+    token = await store.tokens.create(alice.id, client_id="particle-cli")
     assert re.fullmatch(r"[0-9a-f]{40}", token)
-    assert await store.user_for_token(token) == alice
-    assert await store.user_for_token("0" * 40) is None
+    assert await store.tokens.user_for(token) == alice
+    assert await store.tokens.user_for("0" * 40) is None
 
     async with raw(store.url) as connection:
         rows = (await connection.exec_driver_sql("SELECT * FROM access_tokens")).mappings().all()
@@ -206,43 +206,43 @@ async def test_token_round_trip_and_only_hash_stored(store: Store) -> None:
 
 async def test_tokens_are_distinct(store: Store) -> None:
     alice = await make_user(store)
-    tokens = {await store.create_token(alice.id) for _ in range(5)}
+    tokens = {await store.tokens.create(alice.id) for _ in range(5)}
     assert len(tokens) == 5
     for token in tokens:
-        assert await store.user_for_token(token) == alice
+        assert await store.tokens.user_for(token) == alice
 
 
 async def test_token_expiry(store: Store) -> None:
     alice = await make_user(store)
     now = datetime.now(UTC)
-    expired = await store.create_token(alice.id, expires_at=now - timedelta(seconds=1))
-    valid = await store.create_token(alice.id, expires_at=now + timedelta(hours=1))
+    expired = await store.tokens.create(alice.id, expires_at=now - timedelta(seconds=1))
+    valid = await store.tokens.create(alice.id, expires_at=now + timedelta(hours=1))
     # Expressed in another zone, still an instant in the past.
     eastern = timezone(timedelta(hours=-5))
-    expired_other_zone = await store.create_token(
+    expired_other_zone = await store.tokens.create(
         alice.id, expires_at=(now - timedelta(minutes=1)).astimezone(eastern)
     )
-    assert await store.user_for_token(expired) is None
-    assert await store.user_for_token(expired_other_zone) is None
-    assert await store.user_for_token(valid) == alice
+    assert await store.tokens.user_for(expired) is None
+    assert await store.tokens.user_for(expired_other_zone) is None
+    assert await store.tokens.user_for(valid) == alice
 
 
 async def test_revoke_token(store: Store) -> None:
     alice = await make_user(store)
-    token = await store.create_token(alice.id)
-    other = await store.create_token(alice.id)
-    assert await store.revoke_token(token) is True
-    assert await store.user_for_token(token) is None
-    assert await store.revoke_token(token) is False
-    assert await store.user_for_token(other) == alice
+    token = await store.tokens.create(alice.id)
+    other = await store.tokens.create(alice.id)
+    assert await store.tokens.revoke(token) is True
+    assert await store.tokens.user_for(token) is None
+    assert await store.tokens.revoke(token) is False
+    assert await store.tokens.user_for(other) == alice
 
 
 async def test_create_token_rejects_unknown_user_and_naive_expiry(store: Store) -> None:
     alice = await make_user(store)
     with pytest.raises(StoreError):
-        await store.create_token(alice.id + 1000)
+        await store.tokens.create(alice.id + 1000)
     with pytest.raises(StoreError, match="timezone"):
-        await store.create_token(alice.id, expires_at=datetime(2030, 1, 1))
+        await store.tokens.create(alice.id, expires_at=datetime(2030, 1, 1))
 
 
 # devices
@@ -250,7 +250,7 @@ async def test_create_token_rejects_unknown_user_and_naive_expiry(store: Store) 
 
 async def test_add_device(store: Store) -> None:
     alice = await make_user(store)
-    added = await store.add_device(DEVICE_1.upper(), KEY_1, owner_id=alice.id, name="kitchen")
+    added = await store.devices.add(DEVICE_1.upper(), KEY_1, owner_id=alice.id, name="kitchen")
     assert added.id == DEVICE_1
     assert added.owner_id == alice.id
     assert added.name == "kitchen"
@@ -258,22 +258,22 @@ async def test_add_device(store: Store) -> None:
     assert added.functions == ()
     assert added.variables == {}
     assert added.created_at.tzinfo is UTC
-    assert await store.get_device(DEVICE_1) == added
-    assert await store.get_device(DEVICE_1.upper()) == added
-    assert await store.device_key(DEVICE_1) == KEY_1
+    assert await store.devices.get(DEVICE_1) == added
+    assert await store.devices.get(DEVICE_1.upper()) == added
+    assert await store.devices.key(DEVICE_1) == KEY_1
 
 
 async def test_add_device_twice_replaces_key_keeps_fields(store: Store) -> None:
     alice = await make_user(store)
-    first = await store.add_device(DEVICE_1, KEY_1, owner_id=alice.id, name="kitchen")
-    second = await store.add_device(DEVICE_1, KEY_2, owner_id=None)
-    assert await store.device_key(DEVICE_1) == KEY_2
+    first = await store.devices.add(DEVICE_1, KEY_1, owner_id=alice.id, name="kitchen")
+    second = await store.devices.add(DEVICE_1, KEY_2, owner_id=None)
+    assert await store.devices.key(DEVICE_1) == KEY_2
     assert second == first
     bob = await make_user(store, "bob")
-    third = await store.add_device(DEVICE_1, KEY_1, owner_id=bob.id, name="garage")
+    third = await store.devices.add(DEVICE_1, KEY_1, owner_id=bob.id, name="garage")
     assert (third.owner_id, third.name) == (bob.id, "garage")
-    assert await store.device_key(DEVICE_1) == KEY_1
-    assert len(await store.list_devices(owner_id=None)) == 1
+    assert await store.devices.key(DEVICE_1) == KEY_1
+    assert len(await store.devices.all(owner_id=None)) == 1
 
 
 @pytest.mark.parametrize(
@@ -282,97 +282,97 @@ async def test_add_device_twice_replaces_key_keeps_fields(store: Store) -> None:
 )
 async def test_invalid_device_id_raises(store: Store, bad_id: str) -> None:
     with pytest.raises(StoreError, match="invalid device id"):
-        await store.add_device(bad_id, KEY_1, owner_id=None)
+        await store.devices.add(bad_id, KEY_1, owner_id=None)
     with pytest.raises(StoreError, match="invalid device id"):
-        await store.set_device_key(bad_id, KEY_1)
-    assert await store.get_device(bad_id) is None
-    assert await store.list_devices(owner_id=None) == []
+        await store.devices.set_key(bad_id, KEY_1)
+    assert await store.devices.get(bad_id) is None
+    assert await store.devices.all(owner_id=None) == []
 
 
 async def test_add_device_rejects_unknown_owner_and_empty_key(store: Store) -> None:
     with pytest.raises(StoreError):
-        await store.add_device(DEVICE_1, KEY_1, owner_id=4242)
+        await store.devices.add(DEVICE_1, KEY_1, owner_id=4242)
     with pytest.raises(StoreError):
-        await store.add_device(DEVICE_1, b"", owner_id=None)
-    assert await store.get_device(DEVICE_1) is None
+        await store.devices.add(DEVICE_1, b"", owner_id=None)
+    assert await store.devices.get(DEVICE_1) is None
 
 
 async def test_set_device_key(store: Store) -> None:
-    await store.set_device_key(DEVICE_1.upper(), KEY_1)
-    created = await store.get_device(DEVICE_1)
+    await store.devices.set_key(DEVICE_1.upper(), KEY_1)
+    created = await store.devices.get(DEVICE_1)
     assert created is not None
     assert created.owner_id is None
-    assert await store.device_key(DEVICE_1) == KEY_1
+    assert await store.devices.key(DEVICE_1) == KEY_1
 
     alice = await make_user(store)
-    await store.add_device(DEVICE_2, KEY_1, owner_id=alice.id, name="porch")
-    await store.set_device_key(DEVICE_2, KEY_2)
-    assert await store.device_key(DEVICE_2) == KEY_2
-    kept = await store.get_device(DEVICE_2)
+    await store.devices.add(DEVICE_2, KEY_1, owner_id=alice.id, name="porch")
+    await store.devices.set_key(DEVICE_2, KEY_2)
+    assert await store.devices.key(DEVICE_2) == KEY_2
+    kept = await store.devices.get(DEVICE_2)
     assert kept is not None
     assert (kept.owner_id, kept.name) == (alice.id, "porch")
 
 
 async def test_unknown_device_lookups(store: Store) -> None:
-    assert await store.get_device(UNKNOWN) is None
-    assert await store.device_key(UNKNOWN) is None
-    assert await store.find_device(UNKNOWN, owner_id=None) is None
+    assert await store.devices.get(UNKNOWN) is None
+    assert await store.devices.key(UNKNOWN) is None
+    assert await store.devices.find(UNKNOWN, owner_id=None) is None
 
 
 async def test_find_device(store: Store) -> None:
     alice = await make_user(store)
     bob = await make_user(store, "bob")
-    mine = await store.add_device(DEVICE_1, KEY_1, owner_id=alice.id, name="kitchen")
-    theirs = await store.add_device(DEVICE_2, KEY_1, owner_id=bob.id, name="garage")
+    mine = await store.devices.add(DEVICE_1, KEY_1, owner_id=alice.id, name="kitchen")
+    theirs = await store.devices.add(DEVICE_2, KEY_1, owner_id=bob.id, name="garage")
 
-    assert await store.find_device(DEVICE_1.upper(), owner_id=alice.id) == mine
-    assert await store.find_device("kitchen", owner_id=alice.id) == mine
-    assert await store.find_device("kitchen", owner_id=None) == mine
+    assert await store.devices.find(DEVICE_1.upper(), owner_id=alice.id) == mine
+    assert await store.devices.find("kitchen", owner_id=alice.id) == mine
+    assert await store.devices.find("kitchen", owner_id=None) == mine
     # Names match exactly.
-    assert await store.find_device("Kitchen", owner_id=alice.id) is None
+    assert await store.devices.find("Kitchen", owner_id=alice.id) is None
     # Someone else's device, by id or name, is invisible to an owner.
-    assert await store.find_device(DEVICE_2, owner_id=alice.id) is None
-    assert await store.find_device("garage", owner_id=alice.id) is None
-    assert await store.find_device("garage", owner_id=bob.id) == theirs
-    assert await store.find_device(DEVICE_2, owner_id=None) == theirs
+    assert await store.devices.find(DEVICE_2, owner_id=alice.id) is None
+    assert await store.devices.find("garage", owner_id=alice.id) is None
+    assert await store.devices.find("garage", owner_id=bob.id) == theirs
+    assert await store.devices.find(DEVICE_2, owner_id=None) == theirs
 
 
 async def test_find_device_name_that_looks_like_an_id(store: Store) -> None:
     alice = await make_user(store)
     # A device named with another device's id: the id wins, the name still works.
-    named = await store.add_device(DEVICE_1, KEY_1, owner_id=alice.id, name=DEVICE_3)
-    assert await store.find_device(DEVICE_3, owner_id=alice.id) == named
-    real = await store.add_device(DEVICE_3, KEY_1, owner_id=alice.id)
-    assert await store.find_device(DEVICE_3, owner_id=alice.id) == real
+    named = await store.devices.add(DEVICE_1, KEY_1, owner_id=alice.id, name=DEVICE_3)
+    assert await store.devices.find(DEVICE_3, owner_id=alice.id) == named
+    real = await store.devices.add(DEVICE_3, KEY_1, owner_id=alice.id)
+    assert await store.devices.find(DEVICE_3, owner_id=alice.id) == real
 
 
 async def test_list_devices_order_and_owner_filter(store: Store) -> None:
     alice = await make_user(store)
     bob = await make_user(store, "bob")
-    await store.add_device(DEVICE_3, KEY_1, owner_id=alice.id, name="attic")
-    await store.add_device(DEVICE_2, KEY_1, owner_id=alice.id)
-    await store.add_device(DEVICE_1, KEY_1, owner_id=alice.id, name="zebra")
-    await store.add_device(UNKNOWN, KEY_1, owner_id=bob.id, name="bobs")
-    await store.set_device_key("bbbbbbbbbbbbbbbbbbbbbbbb", KEY_1)
+    await store.devices.add(DEVICE_3, KEY_1, owner_id=alice.id, name="attic")
+    await store.devices.add(DEVICE_2, KEY_1, owner_id=alice.id)
+    await store.devices.add(DEVICE_1, KEY_1, owner_id=alice.id, name="zebra")
+    await store.devices.add(UNKNOWN, KEY_1, owner_id=bob.id, name="bobs")
+    await store.devices.set_key("bbbbbbbbbbbbbbbbbbbbbbbb", KEY_1)
 
-    mine = await store.list_devices(owner_id=alice.id)
+    mine = await store.devices.all(owner_id=alice.id)
     assert [d.id for d in mine] == [DEVICE_3, DEVICE_1, DEVICE_2]
-    everything = await store.list_devices(owner_id=None)
+    everything = await store.devices.all(owner_id=None)
     assert [d.name for d in everything] == ["attic", "bobs", "zebra", None, None]
     assert [d.id for d in everything][3:] == [DEVICE_2, "bbbbbbbbbbbbbbbbbbbbbbbb"]
-    assert await store.list_devices(owner_id=bob.id + 1000) == []
+    assert await store.devices.all(owner_id=bob.id + 1000) == []
 
 
 async def test_deleting_a_user_orphans_devices_and_drops_tokens(store: Store) -> None:
     alice = await make_user(store)
-    token = await store.create_token(alice.id)
-    await store.add_device(DEVICE_1, KEY_1, owner_id=alice.id)
+    token = await store.tokens.create(alice.id)
+    await store.devices.add(DEVICE_1, KEY_1, owner_id=alice.id)
     async with raw(store.url) as connection:
         await connection.execute(sa.text("DELETE FROM users WHERE id = :id"), {"id": alice.id})
-    orphan = await store.get_device(DEVICE_1)
+    orphan = await store.devices.get(DEVICE_1)
     assert orphan is not None
     assert orphan.owner_id is None
-    assert await store.user_for_token(token) is None
+    assert await store.tokens.user_for(token) is None
     async with raw(store.url) as connection:
         count = await connection.scalar(sa.text("SELECT count(*) FROM access_tokens"))
     assert count == 0
@@ -382,10 +382,10 @@ async def test_deleting_a_user_orphans_devices_and_drops_tokens(store: Store) ->
 
 
 async def test_record_handshake(store: Store) -> None:
-    await store.set_device_key(DEVICE_1, KEY_1)
+    await store.devices.set_key(DEVICE_1, KEY_1)
     # A non-UTC zone in, the same instant in UTC out.
     at = T0.astimezone(timezone(timedelta(hours=2)))
-    await store.record_handshake(
+    await store.presence.record_handshake(
         DEVICE_1.upper(),
         ip="192.0.2.10",
         at=at,
@@ -393,7 +393,7 @@ async def test_record_handshake(store: Store) -> None:
         product_id=6,
         product_firmware_version=4,
     )
-    device = await store.get_device(DEVICE_1)
+    device = await store.devices.get(DEVICE_1)
     assert device is not None
     assert device.online is True
     assert device.last_ip == "192.0.2.10"
@@ -406,12 +406,12 @@ async def test_record_handshake(store: Store) -> None:
 
 async def test_record_handshake_unknown_or_naive(store: Store) -> None:
     with pytest.raises(StoreError, match="unknown device"):
-        await store.record_handshake(
+        await store.presence.record_handshake(
             UNKNOWN, ip="x", at=T0, platform_id=6, product_id=6, product_firmware_version=1
         )
-    await store.set_device_key(DEVICE_1, KEY_1)
+    await store.devices.set_key(DEVICE_1, KEY_1)
     with pytest.raises(StoreError, match="timezone"):
-        await store.record_handshake(
+        await store.presence.record_handshake(
             DEVICE_1,
             ip="x",
             at=T0.replace(tzinfo=None),
@@ -422,43 +422,43 @@ async def test_record_handshake_unknown_or_naive(store: Store) -> None:
 
 
 async def test_record_describe(store: Store) -> None:
-    await store.set_device_key(DEVICE_1, KEY_1)
+    await store.devices.set_key(DEVICE_1, KEY_1)
     variables = {"temp": "double", "count": "int32", "label": "string", "on": "bool"}
-    await store.record_describe(
+    await store.presence.record_describe(
         DEVICE_1, functions=["led", "reset"], variables=variables, system_firmware_version="1.5.2"
     )
-    device = await store.get_device(DEVICE_1)
+    device = await store.devices.get(DEVICE_1)
     assert device is not None
     assert device.functions == ("led", "reset")
     assert device.variables == variables
     assert device.system_firmware_version == "1.5.2"
 
     # A describe without system info replaces the lists but keeps the version.
-    await store.record_describe(DEVICE_1, functions=(), variables={})
-    device = await store.get_device(DEVICE_1)
+    await store.presence.record_describe(DEVICE_1, functions=(), variables={})
+    device = await store.devices.get(DEVICE_1)
     assert device is not None
     assert (device.functions, device.variables) == ((), {})
     assert device.system_firmware_version == "1.5.2"
 
 
 async def test_record_describe_rejects_bad_input(store: Store) -> None:
-    await store.set_device_key(DEVICE_1, KEY_1)
+    await store.devices.set_key(DEVICE_1, KEY_1)
     with pytest.raises(StoreError, match="variable types"):
-        await store.record_describe(DEVICE_1, functions=[], variables={"x": "float"})
+        await store.presence.record_describe(DEVICE_1, functions=[], variables={"x": "float"})
     with pytest.raises(StoreError):
-        await store.record_describe(DEVICE_1, functions="led", variables={})
+        await store.presence.record_describe(DEVICE_1, functions="led", variables={})
     with pytest.raises(StoreError, match="unknown device"):
-        await store.record_describe(UNKNOWN, functions=[], variables={})
+        await store.presence.record_describe(UNKNOWN, functions=[], variables={})
 
 
 async def test_record_presence_batch(store: Store) -> None:
     for device_id in (DEVICE_1, DEVICE_2, DEVICE_3):
-        await store.set_device_key(device_id, KEY_1)
-    await store.record_handshake(
+        await store.devices.set_key(device_id, KEY_1)
+    await store.presence.record_handshake(
         DEVICE_2, ip="x", at=T0, platform_id=6, product_id=6, product_firmware_version=1
     )
     later = T0 + timedelta(minutes=5)
-    await store.record_presence(
+    await store.presence.record(
         [
             PresenceUpdate(DEVICE_1.upper(), True, later),
             PresenceUpdate(DEVICE_2, False, later.astimezone(timezone(timedelta(hours=-3)))),
@@ -466,52 +466,52 @@ async def test_record_presence_batch(store: Store) -> None:
             PresenceUpdate("not an id", True, later),  # ignored
         ]
     )
-    devices = {d.id: d for d in await store.list_devices(owner_id=None)}
+    devices = {d.id: d for d in await store.devices.all(owner_id=None)}
     assert set(devices) == {DEVICE_1, DEVICE_2, DEVICE_3}
     assert (devices[DEVICE_1].online, devices[DEVICE_1].last_heard) == (True, later)
     assert (devices[DEVICE_2].online, devices[DEVICE_2].last_heard) == (False, later)
     assert (devices[DEVICE_3].online, devices[DEVICE_3].last_heard) == (False, None)
     # Presence touches nothing else.
     assert devices[DEVICE_2].last_handshake_at == T0
-    await store.record_presence([])
+    await store.presence.record([])
 
 
 async def test_record_presence_is_one_transaction(store: Store) -> None:
-    await store.set_device_key(DEVICE_1, KEY_1)
-    await store.set_device_key(DEVICE_2, KEY_1)
+    await store.devices.set_key(DEVICE_1, KEY_1)
+    await store.devices.set_key(DEVICE_2, KEY_1)
     with pytest.raises(StoreError, match="timezone"):
-        await store.record_presence(
+        await store.presence.record(
             [
                 PresenceUpdate(DEVICE_1, True, T0),
                 PresenceUpdate(DEVICE_2, True, T0.replace(tzinfo=None)),
             ]
         )
     # Nothing from the rejected batch was applied, not even the valid first update.
-    for device in await store.list_devices(owner_id=None):
+    for device in await store.devices.all(owner_id=None):
         assert (device.online, device.last_heard) == (False, None)
 
 
 async def test_mark_all_offline(store: Store) -> None:
     for device_id in (DEVICE_1, DEVICE_2):
-        await store.set_device_key(device_id, KEY_1)
-    await store.record_presence(
+        await store.devices.set_key(device_id, KEY_1)
+    await store.presence.record(
         [PresenceUpdate(DEVICE_1, True, T0), PresenceUpdate(DEVICE_2, True, T0)]
     )
-    assert all(d.online for d in await store.list_devices(owner_id=None))
-    await store.mark_all_offline()
-    devices = await store.list_devices(owner_id=None)
+    assert all(d.online for d in await store.devices.all(owner_id=None))
+    await store.presence.mark_all_offline()
+    devices = await store.devices.all(owner_id=None)
     assert [d.online for d in devices] == [False, False]
     # last_heard survives: it says when the device was last seen.
     assert [d.last_heard for d in devices] == [T0, T0]
 
 
 async def test_records_are_detached_copies(store: Store) -> None:
-    await store.set_device_key(DEVICE_1, KEY_1)
-    await store.record_describe(DEVICE_1, functions=["led"], variables={"t": "double"})
-    device = await store.get_device(DEVICE_1)
+    await store.devices.set_key(DEVICE_1, KEY_1)
+    await store.presence.record_describe(DEVICE_1, functions=["led"], variables={"t": "double"})
+    device = await store.devices.get(DEVICE_1)
     assert isinstance(device, DeviceRecord)
     device.variables["t"] = "string"
-    again = await store.get_device(DEVICE_1)
+    again = await store.devices.get(DEVICE_1)
     assert again is not None
     assert again.variables == {"t": "double"}
     with pytest.raises(AttributeError):
@@ -519,15 +519,15 @@ async def test_records_are_detached_copies(store: Store) -> None:
 
 
 async def test_concurrent_get_or_create(store: Store) -> None:
-    users = await asyncio.gather(*(store.ensure_user(f"Carol{'!' * (i % 2)}") for i in range(8)))
+    users = await asyncio.gather(*(store.users.ensure(f"Carol{'!' * (i % 2)}") for i in range(8)))
     assert len({u.id for u in users}) == 2
     owner = users[0].id
     devices = await asyncio.gather(
-        *(store.add_device(DEVICE_1, KEY_1, owner_id=owner) for _ in range(8)),
-        *(store.set_device_key(DEVICE_2, KEY_2) for _ in range(8)),
+        *(store.devices.add(DEVICE_1, KEY_1, owner_id=owner) for _ in range(8)),
+        *(store.devices.set_key(DEVICE_2, KEY_2) for _ in range(8)),
     )
     assert {d.id for d in devices if d is not None} == {DEVICE_1}
-    assert [d.id for d in await store.list_devices(owner_id=None)] == [DEVICE_1, DEVICE_2]
+    assert [d.id for d in await store.devices.all(owner_id=None)] == [DEVICE_1, DEVICE_2]
 
 
 async def test_open_missing_postgres_database(postgres_server: PostgresServer) -> None:

@@ -145,7 +145,7 @@ async def issue_token(request: Request, context: Context) -> JSONResponse:
     if username is None or password is None:
         raise OAuthError("username and password are required")
     lifetime = _lifetime_s(params)
-    user = await context.store.check_password(username, password)
+    user = await context.store.users.check_password(username, password)
     if user is None:
         raise InvalidGrant()
     if lifetime == 0 or lifetime > MAX_LIFETIME_S:
@@ -154,7 +154,7 @@ async def issue_token(request: Request, context: Context) -> JSONResponse:
         lifetime, expires_at = 0, None
     else:
         expires_at = datetime.now(UTC) + timedelta(seconds=lifetime)
-    token = await context.store.create_token(user.id, client_id=client_id, expires_at=expires_at)
+    token = await context.store.tokens.create(user.id, client_id=client_id, expires_at=expires_at)
     body = {
         "token_type": "bearer",
         "access_token": token,
@@ -186,7 +186,7 @@ def _forget(context: ApiContext, token: str) -> None:
 @router.get("/v1/access_tokens/current", summary="The caller's token: expiry and client")
 async def current_token(context: Context, user: CurrentUser, token: BearerToken) -> dict[str, Any]:
     assert token is not None  # CurrentUser has refused a request without one
-    info = await context.store.token_info(token)
+    info = await context.store.tokens.info(token)
     if info is None:
         # Expired or revoked since the user lookup was cached (cache.py).
         raise TokenInvalid()
@@ -203,7 +203,7 @@ async def revoke_current_token(
     context: Context, user: CurrentUser, token: BearerToken
 ) -> dict[str, Any]:
     assert token is not None
-    await context.store.revoke_token(token)
+    await context.store.tokens.revoke(token)
     _forget(context, token)
     return {"ok": True}
 
@@ -211,7 +211,7 @@ async def revoke_current_token(
 @router.delete("/v1/access_tokens/{token}", summary="Revoke a token; knowing it is the proof")
 async def revoke_token(context: Context, token: str) -> dict[str, Any]:
     # No Authorization header here: particle-cli and api-js send none (rest-api.md §2).
-    if not await context.store.revoke_token(token):
+    if not await context.store.tokens.revoke(token):
         raise TokenNotFound()
     _forget(context, token)
     return {"ok": True}
@@ -223,14 +223,14 @@ async def list_tokens(request: Request, context: Context) -> Any:
         credentials = _basic(request)
     except ValueError:
         credentials = None
-    user = None if credentials is None else await context.store.check_password(*credentials)
+    user = None if credentials is None else await context.store.users.check_password(*credentials)
     if user is None:
         return _challenged(CredentialsRefused())
     # Only the start of each token's sha256 can be shown: Cyan keeps hashes, never the
     # tokens themselves, so a stolen database holds no usable token.
     return [
         {"token": f"{info.token_id}…", "expires_at": iso(info.expires_at), "client": info.client_id}
-        for info in await context.store.list_tokens(user.id)
+        for info in await context.store.tokens.all(user.id)
     ]
 
 
@@ -243,7 +243,7 @@ async def sign_up(request: Request, context: Context) -> dict[str, Any]:
     if not isinstance(username, str) or not isinstance(password, str):
         raise BadRequest("username and password are required")
     try:
-        await context.store.add_user(username, password)
+        await context.store.users.add(username, password)
     except UserExists:
         raise BadRequest("That username is taken") from None
     except AccountError as exc:

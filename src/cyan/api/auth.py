@@ -141,7 +141,7 @@ async def current_user(
     """The token's user, or a 401 in the exact shape particle-cli expects (§1.3)."""
     if token is None:
         raise TokenMissing()
-    user = await context.users.get_or_load(token, lambda: context.store.user_for_token(token))
+    user = await context.users.get_or_load(token, lambda: context.store.tokens.user_for(token))
     if user is None:
         raise TokenInvalid()
     return user

@@ -37,7 +37,7 @@ DEVICE_NOT_FOUND = "Device not found."
 async def resolve_device(context: ApiContext, user: UserRecord, id_or_name: str) -> DeviceRecord:
     """The caller's device named by id (any case) or name, as typed (rest-api.md §2)."""
     record = await context.devices.get_or_load(
-        (user.id, id_or_name), lambda: context.store.find_device(id_or_name, owner_id=user.id)
+        (user.id, id_or_name), lambda: context.store.devices.find(id_or_name, owner_id=user.id)
     )
     if record is None:
         raise DeviceNotFound(DEVICE_NOT_FOUND)
@@ -47,7 +47,7 @@ async def resolve_device(context: ApiContext, user: UserRecord, id_or_name: str)
 @router.get("", summary="List the caller's devices")
 async def list_devices(context: Context, user: CurrentUser) -> JSONResponse:
     # A bare array: the CLI calls forEach on it (rest-api.md §3.2 `list`).
-    records = await context.store.list_devices(owner_id=user.id)
+    records = await context.store.devices.all(owner_id=user.id)
     return JSONResponse([device_summary(r, context.router.live(r.id)) for r in records])
 
 
@@ -57,10 +57,10 @@ async def get_device(context: Context, user: CurrentUser, id_or_name: str) -> JS
     live = context.router.live(record.id)
     shape = device_detail(record, live)
     # Cyan's fields; Particle's clients ignore fields they do not know.
-    last = await context.store.device_failures(record.id, limit=1)
+    last = await context.store.failures.for_device(record.id, limit=1)
     shape["cyan_last_failure"] = failure_json(report(last[0])) if last else None
     job = context.flasher.job(record.id) if context.flasher is not None else None
-    last_update = None if job is not None else await context.store.latest_firmware_update(record.id)
+    last_update = None if job is not None else await context.store.updates.latest(record.id)
     shape["cyan_ota"] = ota_json(job, last_update)
     modules = live.modules if live is not None and live.modules else record.modules
     shape["cyan_firmware"] = firmware_json(modules)

@@ -60,7 +60,7 @@ async def device_failures(context: Context, user: CurrentUser, id_or_name: str) 
         # "unknown-device" is exactly the failure such a device has.
         if not admin or not _is_device_id(id_or_name):
             raise
-        record = await context.store.get_device(id_or_name.lower())
+        record = await context.store.devices.get(id_or_name.lower())
     device_id = record.id if record else id_or_name.lower()
     history = await device_history(
         context.store,

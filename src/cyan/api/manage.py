@@ -39,7 +39,7 @@ async def claim_device(request: Request, context: Context, user: CurrentUser) ->
     raw_id = params.get("id")
     if not isinstance(raw_id, str) or not raw_id:
         raise BadRequest("A device id is required")
-    outcome = await context.store.claim_device(raw_id, user.id)
+    outcome = await context.store.devices.claim(raw_id, user.id)
     if outcome is ClaimOutcome.UNKNOWN:
         raise DeviceNotFound(
             "Device not found.",
@@ -65,7 +65,7 @@ async def claim_device(request: Request, context: Context, user: CurrentUser) ->
 @router.delete("/v1/devices/{id_or_name}", summary="Release (unclaim) a device")
 async def release_device(context: Context, user: CurrentUser, id_or_name: str) -> JSONResponse:
     record = await resolve_device(context, user, id_or_name)
-    if not await context.store.release_device(record.id, user.id):
+    if not await context.store.devices.release(record.id, user.id):
         raise DeviceNotFound("Device not found.")
     _changed(context, record.id, None)
     return JSONResponse({"ok": True})
@@ -88,13 +88,13 @@ async def update_device(
     name: Any = UNCHANGED
     if "name" in params:
         name = _text(params["name"], "name")
-        clash = await context.store.find_device(name, owner_id=user.id)
+        clash = await context.store.devices.find(name, owner_id=user.id)
         if clash is not None and clash.id != record.id:
             raise BadRequest(f"Another of your devices is already called {name}")
     notes: Any = _text(params["notes"], "notes") if "notes" in params else UNCHANGED
     if name is UNCHANGED and notes is UNCHANGED:
         raise BadRequest("Nothing to change: give name, notes or signal")
-    updated = await context.store.update_device(record.id, name=name, notes=notes)
+    updated = await context.store.devices.update(record.id, name=name, notes=notes)
     context.forget_device(record.id)
     body = device_detail(updated, context.router.live(record.id))
     body["updated_at"] = iso(datetime.now(UTC))
@@ -118,8 +118,8 @@ def _text(value: Any, what: str) -> str:
 
 @router.post("/v1/device_claims", summary="Create a claim code for a setup app")
 async def create_claim_code(context: Context, user: CurrentUser) -> JSONResponse:
-    code = await context.store.create_claim_code(user.id)
-    devices = await context.store.list_devices(owner_id=user.id)
+    code = await context.store.claims.create(user.id)
+    devices = await context.store.devices.all(owner_id=user.id)
     return JSONResponse({"claim_code": code, "device_ids": [d.id for d in devices]})
 
 
@@ -146,11 +146,11 @@ async def provision_key(
             f"publicKey is RSA-{crypto.key_bits(public_key)}; Photon keys are "
             f"RSA-{keys.DEVICE_KEY_BITS}"
         )
-    existing = await context.store.get_device(normalized)
+    existing = await context.store.devices.get(normalized)
     if existing is not None and existing.owner_id not in (None, user.id):
         raise Forbidden(BELONGS_TO_SOMEONE_ELSE)
     # `particle keys send/doctor` for a new device registers it to the caller at once, so a
     # device with a fresh key can connect and be used without a separate claim.
-    await context.store.add_device(normalized, crypto.public_key_der(public_key), owner_id=user.id)
+    await context.store.devices.add(normalized, crypto.public_key_der(public_key), owner_id=user.id)
     _changed(context, normalized, user.id)
     return JSONResponse({"ok": True, "id": normalized, "deviceID": normalized})

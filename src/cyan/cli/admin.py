@@ -58,9 +58,9 @@ def token_create(
     """Print a new access token (for the local admin unless --user is given)."""
 
     async def work(store: Store) -> str:
-        account = await store.ensure_user(user)
+        account = await store.users.ensure(user)
         expires = datetime.now(UTC) + timedelta(seconds=expires_in) if expires_in else None
-        return await store.create_token(account.id, client_id="cyan-cli", expires_at=expires)
+        return await store.tokens.create(account.id, client_id="cyan-cli", expires_at=expires)
 
     out.print(with_store(data_dir, database_url, work))
 
@@ -84,11 +84,11 @@ def token_list(
     async def work(store: Store) -> tuple[list[UserRecord], list[TokenRecord]]:
         owner_id = None
         if user is not None:
-            found = await store.find_user(user)
+            found = await store.users.find(user)
             if found is None:
                 raise UnknownUser(f"no user named {user}", fix="See the users: cyan user list")
             owner_id = found.id
-        return await store.list_users(), await store.list_tokens(owner_id)
+        return await store.users.all(), await store.tokens.all(owner_id)
 
     users, tokens = with_store(data_dir, database_url, work)
     names = {account.id: account.username for account in users}
@@ -118,13 +118,13 @@ def token_revoke(
 ) -> None:
     """Revoke a token, given the token itself or its id."""
 
-    from cyan.store.accounts import TOKEN_ID_CHARS
+    from cyan.store.tokens import TOKEN_ID_CHARS
 
     async def work(store: Store) -> bool:
-        if await store.revoke_token(token):
+        if await store.tokens.revoke(token):
             return True
         # Not a token Cyan knows: maybe an id (hash prefix) copied from `cyan token list`.
-        return len(token) <= TOKEN_ID_CHARS and await store.revoke_token_id(token) > 0
+        return len(token) <= TOKEN_ID_CHARS and await store.tokens.revoke_id(token) > 0
 
     if not with_store(data_dir, database_url, work):
         raise fail("no such token", "See the live tokens with: cyan token list")
@@ -162,8 +162,8 @@ def device_add(
     der = read_public_key(public_key)
 
     async def work(store: Store) -> None:
-        account = await store.ensure_user(owner)
-        await store.add_device(normalized, der, owner_id=account.id, name=name)
+        account = await store.users.ensure(owner)
+        await store.devices.add(normalized, der, owner_id=account.id, name=name)
 
     with_store(data_dir, database_url, work)
     console.print(
@@ -175,7 +175,7 @@ def device_add(
 @reports_errors
 def device_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """List registered devices as the store last saw them."""
-    records = with_store(data_dir, database_url, lambda s: s.list_devices(owner_id=None))
+    records = with_store(data_dir, database_url, lambda s: s.devices.all(owner_id=None))
     table = Table("id", "name", "online", "last heard", "last ip")
     for record in records:
         heard = record.last_heard.isoformat(timespec="seconds") if record.last_heard else "never"

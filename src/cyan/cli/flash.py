@@ -103,9 +103,9 @@ def device_flash(
 
 
 async def _admin_token(store: Any) -> str:
-    admin = await store.ensure_user(ADMIN_USERNAME)
+    admin = await store.users.ensure(ADMIN_USERNAME)
     expires = datetime.now(UTC) + TOKEN_LIFETIME
-    token: str = await store.create_token(admin.id, client_id="cyan-cli", expires_at=expires)
+    token: str = await store.tokens.create(admin.id, client_id="cyan-cli", expires_at=expires)
     return token
 
 

@@ -180,7 +180,7 @@ def identify(data: bytes) -> tuple[str, crypto.RsaPublicKey, keys.ServerAddress 
 async def registered_to(store: Store, der: bytes, hint: str | None) -> tuple[str, str | None]:
     """Which registered device has this public key: ``hint`` (from a key directory), else any."""
     if hint is not None:
-        stored = await store.device_key(hint)
+        stored = await store.devices.key(hint)
         if stored is None:
             return f"device {hint} is not registered in this server's store", None
         if stored != der:
@@ -188,8 +188,8 @@ async def registered_to(store: Store, der: bytes, hint: str | None) -> tuple[str
             return f"device {hint} is registered with another key ({other}…)", None
         return f"device {hint} in this server's store", hint
     # The store has no lookup by key; a scan is fine for a command run by hand.
-    for record in await store.list_devices(owner_id=None):
-        if await store.device_key(record.id) == der:
+    for record in await store.devices.all(owner_id=None):
+        if await store.devices.key(record.id) == der:
             return f"device {record.id} in this server's store", record.id
     return "no device in this server's store has this key", None
 
@@ -306,7 +306,7 @@ def keys_doctor(
 
     async def replace(store: Store) -> Path:
         # Read first: a store we cannot reach fails here, before the device is touched.
-        existing = await store.get_device(device_id)
+        existing = await store.devices.get(device_id)
         if dfu is None:
             assert keys_dir is not None
             new_file = keys_dir / DEVICE_KEY_FILE
@@ -317,8 +317,8 @@ def keys_doctor(
         console.print(f"new key written to {keys_dir or 'the Photon'}; the old one is in {backup}")
         try:
             # Like POST /v1/provisioning: the key is replaced, a new device goes to the admin.
-            owner = None if existing else (await store.ensure_user(ADMIN_USERNAME)).id
-            await store.add_device(
+            owner = None if existing else (await store.users.ensure(ADMIN_USERNAME)).id
+            await store.devices.add(
                 device_id, crypto.public_key_der(key.public_key()), owner_id=owner
             )
         except CyanError as exc:

@@ -52,12 +52,12 @@ def user_add(
 ) -> None:
     """Create a user who can log in with particle-cli or particle-api-js."""
     from cyan.store import UserExists  # the store loads only when a command needs it
-    from cyan.store.accounts import username_or_error
+    from cyan.store.users import username_or_error
 
     username_or_error(username)
 
     async def exists(store: Store) -> bool:
-        return await store.find_user(username) is not None
+        return await store.users.find(username) is not None
 
     # Asked before the password prompt, so that nobody types a password for nothing.
     if with_store(data_dir, database_url, exists):
@@ -66,7 +66,7 @@ def user_add(
             fix=f"Set its password with: cyan user password {username}",
         )
     password = read_password(password_stdin)
-    record = with_store(data_dir, database_url, lambda store: store.add_user(username, password))
+    record = with_store(data_dir, database_url, lambda store: store.users.add(username, password))
     console.print(f"user [bold]{record.username}[/] added; log in with: particle login")
 
 
@@ -75,7 +75,7 @@ def user_add(
 def user_list(data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """List users, whether each has a password, and how many live tokens each holds."""
     accounts: list[AccountRecord] = with_store(
-        data_dir, database_url, lambda store: store.list_accounts()
+        data_dir, database_url, lambda store: store.users.list_accounts()
     )
     table = Table("username", "created", "password", "tokens", caption="times in UTC")
     for account in accounts:
@@ -98,9 +98,9 @@ def user_password(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Set a user's password (its access tokens stay valid: revoke them with cyan token)."""
-    user = with_store(data_dir, database_url, lambda store: store.find_user(username))
+    user = with_store(data_dir, database_url, lambda store: store.users.find(username))
     if user is None:
         raise fail(f"no user named {username}", f"Create it with: cyan user add {username}")
     password = read_password(password_stdin)
-    with_store(data_dir, database_url, lambda store: store.set_password(user.id, password))
+    with_store(data_dir, database_url, lambda store: store.users.set_password(user.id, password))
     console.print(f"password of [bold]{user.username}[/] set")

@@ -37,7 +37,7 @@ def device_why(
         raise fail(str(exc)) from None
 
     async def work(store: Store) -> DeviceHistory:
-        record = await store.get_device(normalized)
+        record = await store.devices.get(normalized)
         return await device_history(
             store,
             normalized,

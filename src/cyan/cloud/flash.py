@@ -76,7 +76,7 @@ class Flasher:
 
     async def recover(self) -> None:
         """At start: updates a previous run left unfinished fail, and their binaries go."""
-        unfinished = await self.store.fail_unfinished_firmware_updates(RESTARTED, datetime.now(UTC))
+        unfinished = await self.store.updates.fail_unfinished(RESTARTED, datetime.now(UTC))
         for record in unfinished:
             log.warning("update %d of device %s: %s", record.id, record.device_id, RESTARTED)
         await asyncio.to_thread(self._remove_leftovers)
@@ -103,7 +103,7 @@ class Flasher:
             )
         path = self.directory / f"{device_id}-{secrets.token_hex(4)}.bin"
         await asyncio.to_thread(self._keep, path, data)
-        record = await self.store.begin_firmware_update(
+        record = await self.store.updates.begin(
             device_id,
             file_name=file_name,
             file_path=str(path),
@@ -165,7 +165,7 @@ class Flasher:
         await asyncio.to_thread(path.unlink, missing_ok=True)
         self._status(job, "success" if job.state == UPDATE_SUCCEEDED else "failed")
         try:
-            await self.store.end_firmware_update(
+            await self.store.updates.end(
                 job.record.id,
                 state=job.state,
                 fast=progress.fast,

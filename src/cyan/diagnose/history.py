@@ -84,14 +84,14 @@ async def device_history(
     from any address may be shown (an admin) or none (its owner: they may be anyone's).
     A device whose address is known is only ever tied to failures from that address.
     """
-    failures = [report(f) for f in await store.device_failures(device_id)]
+    failures = [report(f) for f in await store.failures.for_device(device_id)]
     address = record.last_ip if record else None
     handshake = record.last_handshake_at if record else None
     unnamed: list[FailureReport] = []
     if address is not None or any_address:
         unnamed = [
             report(f)
-            for f in await store.unnamed_failures(
+            for f in await store.failures.unnamed(
                 since=now - UNNAMED_WINDOW, remote_address=address
             )
         ]

@@ -84,7 +84,7 @@ class Gateway:
     async def start(self) -> None:
         # Loaded up front so that even a device's first handshake after a restart (every
         # device at once, after a crash) never waits on the database.
-        self._registrations = await self.store.all_registrations()
+        self._registrations = await self.store.devices.all_registrations()
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: DeviceSession(self).driver,
@@ -148,7 +148,7 @@ class Gateway:
         """
         known = self._registrations.get(device_id)
         if known is None or (offered_der is not None and offered_der != known.public_key_der):
-            known = await self.store.registration(device_id)
+            known = await self.store.devices.registration(device_id)
             if known is None:
                 self._registrations.pop(device_id, None)
                 return None, None
@@ -217,7 +217,7 @@ class Gateway:
 
     async def redeem_claim_code(self, device_id: str, code: str) -> None:
         """A device presented the claim code a setup app gave it (spark/device/claim/code)."""
-        owner_id = await self.store.redeem_claim_code(code, device_id)
+        owner_id = await self.store.claims.redeem(code, device_id)
         if owner_id is None:
             log.warning(
                 "device %s presented a claim code that is unknown, spent or expired", device_id
@@ -276,11 +276,11 @@ class Gateway:
         failures = list(self._failure_writes)
         self._failure_writes.clear()
         try:
-            await write_isolated("device sessions", self.store.record_sessions, sessions)
+            await write_isolated("device sessions", self.store.presence.record_sessions, sessions)
             sessions = []
-            await write_isolated("presence", self.store.record_presence, presence)
+            await write_isolated("presence", self.store.presence.record, presence)
             presence = []
-            await write_isolated("connection failures", self.store.record_failures, failures)
+            await write_isolated("connection failures", self.store.failures.record, failures)
         except StoreUnavailable:
             self._failure_writes.extendleft(reversed(failures))
             # Put back what was not written, unless newer state arrived meanwhile.

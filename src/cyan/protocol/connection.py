@@ -8,6 +8,7 @@ from any call means: log its stage and reason, then close the socket.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 from cyan.protocol import crypto
@@ -46,7 +47,7 @@ class SecureChannel:
         return [CoapMessage.decode(self._receive.open(frame)) for frame in self._decoder.feed(data)]
 
 
-class Connection:
+class Connection(ABC):
     # Slots everywhere on the per-connection path: a gateway holds one per device.
     __slots__ = (
         "_channel",
@@ -115,14 +116,14 @@ class Connection:
 
     # -- for the two ends ------------------------------------------------------------------
 
-    def _advance_handshake(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _advance_handshake(self) -> None: ...
 
-    def _handle(self, message: CoapMessage) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def _handle(self, message: CoapMessage) -> None: ...
 
-    def _eof_stage(self) -> Stage:
-        raise NotImplementedError
+    @abstractmethod
+    def _eof_stage(self) -> Stage: ...
 
     def _eof_reason(self) -> str:
         return "the peer closed the connection"

@@ -1,15 +1,8 @@
 """Cyan's database: users, access tokens, devices, failures and updates, on SQLite or
 PostgreSQL."""
 
-from cyan.store.accounts import (
-    AccountError,
-    AccountRecord,
-    TokenRecord,
-    UnknownUser,
-    UserExists,
-)
 from cyan.store.devices import UNCHANGED, ClaimOutcome
-from cyan.store.errors import StoreError, StoreUnavailable
+from cyan.store.errors import AccountError, StoreError, StoreUnavailable
 from cyan.store.records import (
     ConnectionFailure,
     DeviceRecord,
@@ -20,6 +13,8 @@ from cyan.store.records import (
     UserRecord,
 )
 from cyan.store.store import Store
+from cyan.store.tokens import TokenRecord
+from cyan.store.users import AccountRecord, UnknownUser, UserExists
 from cyan.store.validation import VARIABLE_TYPES
 
 __all__ = [

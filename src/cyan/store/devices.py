@@ -1,25 +1,18 @@
-"""Writes a device's owner makes: claim and release, name and notes, claim codes."""
+"""Devices: their keys, owners and names, and claiming and releasing them."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cyan.store.database import Database
 from cyan.store.errors import StoreError
-from cyan.store.models import ClaimCode, Device
-from cyan.store.records import DeviceRecord
-from cyan.store.validation import lookup_id
+from cyan.store.models import Device, DeviceKey, User, utcnow
+from cyan.store.records import DeviceRecord, Registration
+from cyan.store.validation import device_id_or_error, lookup_id
 
-# Device OS keeps 63 characters of claim code (CLAIM_CODE_SIZE) and sends them back in its
-# spark/device/claim/code event; 47 random bytes make exactly 63 URL-safe characters.
-CLAIM_CODE_BYTES = 47
-CLAIM_CODE_TTL = timedelta(days=1)
 MAX_NAME_LENGTH = 255
 
 
@@ -37,23 +30,116 @@ class _Unchanged:
 UNCHANGED = _Unchanged()
 
 
-def _code_hash(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
+class Devices:
+    """``store.devices``."""
 
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-class DeviceWrites:
-    """Mixed into ``Store``, which provides ``_transaction``."""
+    async def add(
+        self,
+        device_id: str,
+        public_key_der: bytes,
+        *,
+        owner_id: int | None,
+        name: str | None = None,
+    ) -> DeviceRecord:
+        """Create a device with its key, or give an existing one a new key.
 
-    def _transaction(self, what: str) -> AbstractAsyncContextManager[AsyncSession]:
-        raise NotImplementedError
+        An existing device keeps its owner and name unless new ones are given.
+        """
+        device_id = device_id_or_error(device_id)
 
-    async def claim_device(self, device_id: str, user_id: int) -> ClaimOutcome:
+        async def work(session: AsyncSession) -> DeviceRecord:
+            if owner_id is not None and await session.get(User, owner_id) is None:
+                raise StoreError(f"add_device: no user with id {owner_id}")
+            device = await self._put_key(session, device_id, public_key_der)
+            if owner_id is not None:
+                device.owner_id = owner_id
+            if name is not None:
+                device.name = name
+            await session.flush()
+            return device.to_record()
+
+        return await self._db.retrying("add_device", work)
+
+    async def set_key(self, device_id: str, public_key_der: bytes) -> None:
+        device_id = device_id_or_error(device_id)
+
+        async def work(session: AsyncSession) -> None:
+            await self._put_key(session, device_id, public_key_der)
+
+        await self._db.retrying("set_device_key", work)
+
+    @staticmethod
+    async def _put_key(session: AsyncSession, device_id: str, public_key_der: bytes) -> Device:
+        if not public_key_der:
+            raise StoreError(f"empty public key for device {device_id}")
+        device = await session.get(Device, device_id)
+        if device is None:
+            device = Device(id=device_id, functions=[], variables={})
+            session.add(device)
+            # The key row references the device row: make sure it exists first.
+            await session.flush()
+        key = await session.get(DeviceKey, device_id)
+        if key is None:
+            session.add(DeviceKey(device_id=device_id, public_key_der=bytes(public_key_der)))
+        else:
+            key.public_key_der = bytes(public_key_der)
+            key.updated_at = utcnow()
+        return device
+
+    async def key(self, device_id: str) -> bytes | None:
+        lookup = lookup_id(device_id)
+        if lookup is None:
+            return None
+        async with self._db.transaction("device_key") as session:
+            key = await session.scalar(
+                sa.select(DeviceKey.public_key_der).where(DeviceKey.device_id == lookup)
+            )
+            return None if key is None else bytes(key)
+
+    async def get(self, device_id: str) -> DeviceRecord | None:
+        lookup = lookup_id(device_id)
+        if lookup is None:
+            return None
+        async with self._db.transaction("get_device") as session:
+            device = await session.get(Device, lookup)
+            return None if device is None else device.to_record()
+
+    async def find(self, id_or_name: str, *, owner_id: int | None) -> DeviceRecord | None:
+        """By id (any case) first, else by exact name; limited to one owner if given."""
+        query = sa.select(Device)
+        if owner_id is not None:
+            query = query.where(Device.owner_id == owner_id)
+        async with self._db.transaction("find_device") as session:
+            lookup = lookup_id(id_or_name)
+            if lookup is not None:
+                device = await session.scalar(query.where(Device.id == lookup))
+                if device is not None:
+                    return device.to_record()
+            # Names need not be unique across owners: pick the same one every time.
+            device = await session.scalar(
+                query.where(Device.name == id_or_name).order_by(Device.id).limit(1)
+            )
+            return None if device is None else device.to_record()
+
+    async def all(self, *, owner_id: int | None) -> list[DeviceRecord]:
+        """All devices (or one owner's), named ones by name, then unnamed ones, each by id."""
+        # "name IS NULL" first because the dialects disagree on where NULLs sort.
+        query = sa.select(Device).order_by(Device.name.is_(None), Device.name, Device.id)
+        if owner_id is not None:
+            query = query.where(Device.owner_id == owner_id)
+        async with self._db.transaction("list_devices") as session:
+            return [d.to_record() for d in await session.scalars(query)]
+
+    async def claim(self, device_id: str, user_id: int) -> ClaimOutcome:
         """Make an unowned device the user's. Another owner's device is never taken: a
         self-hosted cloud has no transfer approval, so that owner must release it first."""
         lookup = lookup_id(device_id)
         if lookup is None:
             return ClaimOutcome.UNKNOWN
-        async with self._transaction("claim_device") as session:
+        async with self._db.transaction("claim_device") as session:
             device = await session.get(Device, lookup, with_for_update=True)
             if device is None:
                 return ClaimOutcome.UNKNOWN
@@ -64,9 +150,9 @@ class DeviceWrites:
             device.owner_id = user_id
             return ClaimOutcome.CLAIMED
 
-    async def release_device(self, device_id: str, user_id: int) -> bool:
+    async def release(self, device_id: str, user_id: int) -> bool:
         """Unclaim the user's device (its key stays, so it can be claimed again)."""
-        async with self._transaction("release_device") as session:
+        async with self._db.transaction("release_device") as session:
             result = await session.execute(
                 sa.update(Device)
                 .where(Device.id == device_id.lower(), Device.owner_id == user_id)
@@ -74,14 +160,14 @@ class DeviceWrites:
             )
             return bool(getattr(result, "rowcount", 0))
 
-    async def update_device(
+    async def update(
         self,
         device_id: str,
         *,
         name: str | _Unchanged | None = UNCHANGED,
         notes: str | _Unchanged | None = UNCHANGED,
     ) -> DeviceRecord:
-        async with self._transaction("update_device") as session:
+        async with self._db.transaction("update_device") as session:
             device = await session.get(Device, device_id.lower())
             if device is None:
                 raise StoreError(f"unknown device {device_id}")
@@ -93,32 +179,24 @@ class DeviceWrites:
                 device.notes = notes
             return device.to_record()
 
-    async def create_claim_code(self, user_id: int, *, now: datetime | None = None) -> str:
-        code = secrets.token_urlsafe(CLAIM_CODE_BYTES)
-        created = now or datetime.now(UTC)
-        async with self._transaction("create_claim_code") as session:
-            session.add(
-                ClaimCode(
-                    code_hash=_code_hash(code),
-                    user_id=user_id,
-                    created_at=created,
-                    expires_at=created + CLAIM_CODE_TTL,
+    async def registration(self, device_id: str) -> Registration | None:
+        """The device's public key and owner in one query: what a handshake needs."""
+        async with self._db.transaction("registration") as session:
+            row = (
+                await session.execute(
+                    sa.select(DeviceKey.public_key_der, Device.owner_id)
+                    .join(Device, Device.id == DeviceKey.device_id)
+                    .where(DeviceKey.device_id == device_id.lower())
+                )
+            ).first()
+            return None if row is None else Registration(bytes(row[0]), row[1])
+
+    async def all_registrations(self) -> dict[str, Registration]:
+        """Every device's key and owner, for a gateway to hold in memory from the start."""
+        async with self._db.transaction("all_registrations") as session:
+            rows = await session.execute(
+                sa.select(DeviceKey.device_id, DeviceKey.public_key_der, Device.owner_id).join(
+                    Device, Device.id == DeviceKey.device_id
                 )
             )
-        return code
-
-    async def redeem_claim_code(self, code: str, device_id: str) -> int | None:
-        """Give the device to the code's user; the user id, or None if the code is no good
-        (unknown, spent, expired) or the device belongs to someone else."""
-        async with self._transaction("redeem_claim_code") as session:
-            claim = await session.get(ClaimCode, _code_hash(code.strip()), with_for_update=True)
-            if claim is None or claim.device_id is not None:
-                return None
-            if claim.expires_at < datetime.now(UTC):
-                return None
-            device = await session.get(Device, device_id.lower(), with_for_update=True)
-            if device is None or device.owner_id not in (None, claim.user_id):
-                return None
-            device.owner_id = claim.user_id
-            claim.device_id = device.id
-            return claim.user_id
+            return {row[0]: Registration(bytes(row[1]), row[2]) for row in rows}

@@ -14,3 +14,8 @@ class StoreUnavailable(StoreError):
 
     Every other StoreError means the database refused this particular write.
     """
+
+
+class AccountError(StoreError):
+    """A username, password or token id the store refuses (bad input, not a database
+    failure)."""

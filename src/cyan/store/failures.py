@@ -8,30 +8,36 @@ retrying every second for a month, or a port scanner, costs a fixed number of ro
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cyan.store.database import Database
 from cyan.store.models import ConnectionFailureRow
 from cyan.store.records import ConnectionFailure
 from cyan.store.validation import aware
 
 FAILURES_PER_DEVICE = 20
+
+
 FAILURES_PER_ADDRESS = 20
+
+
 # Unnamed connections can come from anywhere; past this many, the oldest go first.
 UNNAMED_FAILURES_MAX = 5_000
+
+
 MAX_REASON_CHARS = 500
 
 
-class FailureLog:
-    """Mixed into ``Store``, which provides ``_transaction``."""
+class Failures:
+    """``store.failures``."""
 
-    def _transaction(self, what: str) -> AbstractAsyncContextManager[AsyncSession]:
-        raise NotImplementedError
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    async def record_failures(self, failures: Sequence[ConnectionFailure]) -> None:
+    async def record(self, failures: Sequence[ConnectionFailure]) -> None:
         """Append a batch and trim every history it touched back to its bound."""
         if not failures:
             return
@@ -47,7 +53,7 @@ class FailureLog:
         ]
         devices = {row.device_id for row in rows if row.device_id}
         addresses = {row.remote_address for row in rows if row.device_id is None}
-        async with self._transaction("record_failures") as session:
+        async with self._db.transaction("record_failures") as session:
             session.add_all(rows)
             await session.flush()
             for device_id in devices:
@@ -64,7 +70,7 @@ class FailureLog:
             if addresses:
                 await _trim(session, unnamed, UNNAMED_FAILURES_MAX)
 
-    async def device_failures(
+    async def for_device(
         self, device_id: str, *, limit: int = FAILURES_PER_DEVICE
     ) -> list[ConnectionFailure]:
         """The device's failures, newest first."""
@@ -72,7 +78,7 @@ class FailureLog:
             "device_failures", ConnectionFailureRow.device_id == device_id.lower(), limit
         )
 
-    async def unnamed_failures(
+    async def unnamed(
         self,
         *,
         since: datetime | None = None,
@@ -90,7 +96,7 @@ class FailureLog:
     async def _failures(
         self, what: str, where: sa.ColumnElement[bool], limit: int
     ) -> list[ConnectionFailure]:
-        async with self._transaction(what) as session:
+        async with self._db.transaction(what) as session:
             rows = await session.scalars(
                 sa.select(ConnectionFailureRow)
                 .where(where)

@@ -1,26 +1,26 @@
 """Over-the-air updates in the store: one row per update, so that a restart mid-update
-ends as a recorded failure with its reason instead of an update that never finishes."""
+ends as a recorded failure with its reason instead of an update that never finishes.
+"""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from cyan.store.database import Database
 from cyan.store.models import FirmwareUpdate
 from cyan.store.records import UPDATE_FAILED, UPDATE_SENDING, FirmwareUpdateRecord
 from cyan.store.validation import aware, device_id_or_error
 
 
-class UpdateLog:
-    """Mixed into ``Store``, which provides ``_transaction``."""
+class Updates:
+    """``store.updates``."""
 
-    def _transaction(self, what: str) -> AbstractAsyncContextManager[AsyncSession]:
-        raise NotImplementedError
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-    async def begin_firmware_update(
+    async def begin(
         self,
         device_id: str,
         *,
@@ -43,12 +43,12 @@ class UpdateLog:
             chunks_resent=0,
             started_at=aware(at, "at"),
         )
-        async with self._transaction("begin_firmware_update") as session:
+        async with self._db.transaction("begin_firmware_update") as session:
             session.add(row)
             await session.flush()
             return row.to_record()
 
-    async def end_firmware_update(
+    async def end(
         self,
         update_id: int,
         *,
@@ -60,7 +60,7 @@ class UpdateLog:
         at: datetime,
     ) -> None:
         """Record how it ended; the binary is gone from the data directory by now."""
-        async with self._transaction("end_firmware_update") as session:
+        async with self._db.transaction("end_firmware_update") as session:
             await session.execute(
                 sa.update(FirmwareUpdate)
                 .where(FirmwareUpdate.id == update_id)
@@ -75,8 +75,8 @@ class UpdateLog:
                 )
             )
 
-    async def latest_firmware_update(self, device_id: str) -> FirmwareUpdateRecord | None:
-        async with self._transaction("latest_firmware_update") as session:
+    async def latest(self, device_id: str) -> FirmwareUpdateRecord | None:
+        async with self._db.transaction("latest_firmware_update") as session:
             row = await session.scalar(
                 sa.select(FirmwareUpdate)
                 .where(FirmwareUpdate.device_id == device_id.lower())
@@ -85,12 +85,10 @@ class UpdateLog:
             )
             return row.to_record() if row is not None else None
 
-    async def fail_unfinished_firmware_updates(
-        self, reason: str, at: datetime
-    ) -> list[FirmwareUpdateRecord]:
+    async def fail_unfinished(self, reason: str, at: datetime) -> list[FirmwareUpdateRecord]:
         """At start: updates a previous run left sending fail with ``reason``; returns them
         as they were (their binaries are the caller's to remove)."""
-        async with self._transaction("fail_unfinished_firmware_updates") as session:
+        async with self._db.transaction("fail_unfinished_firmware_updates") as session:
             rows = list(
                 await session.scalars(
                     sa.select(FirmwareUpdate).where(FirmwareUpdate.state == UPDATE_SENDING)

@@ -7,46 +7,24 @@ The gateway keeps presence in memory and hands these over in batches (design.md,
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import cast
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from cyan.store.database import Database
 from cyan.store.errors import StoreError
-from cyan.store.models import Device, DeviceKey, UTCDateTime
-from cyan.store.records import PresenceUpdate, Registration, SessionUpdate
+from cyan.store.models import Device, UTCDateTime
+from cyan.store.records import PresenceUpdate, SessionUpdate
 from cyan.store.validation import aware, check_variables, device_id_or_error
 
 
-class SessionWrites:
-    """Mixed into ``Store``, which provides ``_transaction``."""
+class Presence:
+    """``store.presence``."""
 
-    def _transaction(self, what: str) -> AbstractAsyncContextManager[AsyncSession]:
-        raise NotImplementedError
-
-    async def registration(self, device_id: str) -> Registration | None:
-        """The device's public key and owner in one query: what a handshake needs."""
-        async with self._transaction("registration") as session:
-            row = (
-                await session.execute(
-                    sa.select(DeviceKey.public_key_der, Device.owner_id)
-                    .join(Device, Device.id == DeviceKey.device_id)
-                    .where(DeviceKey.device_id == device_id.lower())
-                )
-            ).first()
-            return None if row is None else Registration(bytes(row[0]), row[1])
-
-    async def all_registrations(self) -> dict[str, Registration]:
-        """Every device's key and owner, for a gateway to hold in memory from the start."""
-        async with self._transaction("all_registrations") as session:
-            rows = await session.execute(
-                sa.select(DeviceKey.device_id, DeviceKey.public_key_der, Device.owner_id).join(
-                    Device, Device.id == DeviceKey.device_id
-                )
-            )
-            return {row[0]: Registration(bytes(row[1]), row[2]) for row in rows}
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def record_sessions(self, updates: Sequence[SessionUpdate]) -> None:
         """Apply a batch of handshakes and describes in one transaction; unknown ids skipped."""
@@ -86,7 +64,7 @@ class SessionWrites:
         ]
         table = cast(sa.Table, Device.__table__)
         by_id = table.c.id == sa.bindparam("b_id")
-        async with self._transaction("record_sessions") as session:
+        async with self._db.transaction("record_sessions") as session:
             # Core executemany through the session's connection: one round trip per kind.
             connection = await session.connection()
             if handshakes:
@@ -150,7 +128,7 @@ class SessionWrites:
     ) -> None:
         device_id = device_id_or_error(device_id)
         aware(at, "at")
-        async with self._transaction("record_handshake") as session:
+        async with self._db.transaction("record_handshake") as session:
             device = await self._existing_device(session, device_id)
             device.last_ip = ip
             device.last_handshake_at = at
@@ -173,14 +151,14 @@ class SessionWrites:
             # A bare string is a Sequence[str] too; storing its letters would be wrong.
             raise StoreError("functions must be a sequence of names, not one string")
         check_variables(variables)
-        async with self._transaction("record_describe") as session:
+        async with self._db.transaction("record_describe") as session:
             device = await self._existing_device(session, device_id)
             device.functions = list(functions)
             device.variables = dict(variables)
             if system_firmware_version is not None:
                 device.system_firmware_version = system_firmware_version
 
-    async def record_presence(self, updates: Sequence[PresenceUpdate]) -> None:
+    async def record(self, updates: Sequence[PresenceUpdate]) -> None:
         """Apply a batch of online/last-heard changes at once; unknown devices are skipped."""
         params = [
             {
@@ -201,14 +179,14 @@ class SessionWrites:
                 last_heard=sa.bindparam("b_heard", type_=UTCDateTime()),
             )
         )
-        async with self._transaction("record_presence") as session:
+        async with self._db.transaction("record_presence") as session:
             # Core executemany through the session's connection: the ORM's bulk
             # UPDATE would insist every id exists.
             connection = await session.connection()
             await connection.execute(statement, params)
 
     async def mark_all_offline(self) -> None:
-        async with self._transaction("mark_all_offline") as session:
+        async with self._db.transaction("mark_all_offline") as session:
             await session.execute(
                 sa.update(Device).where(Device.online.is_(True)).values(online=False)
             )

@@ -1,22 +1,15 @@
-"""Accounts: users with passwords, and what the store knows of their access tokens.
-
-Passwords are kept only as argon2id hashes (argon2-cffi's defaults, the RFC 9106
-"low memory" profile: 64 MiB, 3 passes, 4 lanes); the hash string carries its own
-parameters and salt, so a change of defaults upgrades old hashes at the next login.
-Access tokens are kept only as sha256 hashes (see ``create_token`` in store.py): the
-store can say which tokens exist, never what they are.
+"""Users: accounts with passwords (argon2id hashes, argon2-cffi's defaults: the RFC 9106
+"low memory" profile; each hash carries its parameters and salt, so a change of
+defaults upgrades old hashes at the next login).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import secrets
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -24,19 +17,20 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cyan.store.errors import StoreError
-from cyan.store.models import AccessToken, User, utcnow
+from cyan.store.database import Database
+from cyan.store.errors import AccountError, StoreError
+from cyan.store.models import AccessToken, User
 from cyan.store.records import UserRecord
+from cyan.store.tokens import live_token
 
-T = TypeVar("T")
-
-# How many hex characters of a token's sha256 are shown: enough to tell a user's tokens
-# apart (48 bits), far too few to help anyone guess the 160-bit token behind them.
-TOKEN_ID_CHARS = 12
 MIN_PASSWORD_CHARS = 8
+
+
 MAX_USERNAME_CHARS = 255  # users.username is VARCHAR(255)
 
+
 _hasher = PasswordHasher()
+
 
 # Each argon2 hash takes ~64 MiB and tens of milliseconds of CPU. It runs off the event
 # loop, in a pool of two threads, so that a burst of logins neither stalls devices and
@@ -44,8 +38,11 @@ _hasher = PasswordHasher()
 _hashing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cyan-argon2")
 
 
-class AccountError(StoreError):
-    """A username or password the store refuses (bad input, not a database failure)."""
+T = TypeVar("T")
+
+
+async def _off_loop(work: functools.partial[T]) -> T:
+    return await asyncio.get_running_loop().run_in_executor(_hashing, work)
 
 
 class UserExists(AccountError):
@@ -57,29 +54,12 @@ class UnknownUser(AccountError):
 
 
 @dataclass(frozen=True, slots=True)
-class TokenRecord:
-    """An access token as the store knows it: by the start of its hash, never the token."""
-
-    token_id: str  # the first TOKEN_ID_CHARS hex characters of sha256(token)
-    user_id: int
-    client_id: str
-    created_at: datetime
-    expires_at: datetime | None  # None: never expires
-
-
-@dataclass(frozen=True, slots=True)
 class AccountRecord:
     """A user with what an administrator wants to see beside the name."""
 
     user: UserRecord
     has_password: bool
     tokens: int  # unexpired access tokens
-
-
-def token_hash(token: str) -> str:
-    # The digest store.py keeps for create_token (tests/store/test_accounts.py pins the two
-    # together: token_info finds the tokens create_token made).
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 def username_or_error(username: str) -> str:
@@ -123,24 +103,40 @@ def _verify(stored: str | None, password: bytes) -> bool:
         return False
 
 
-async def _off_loop(work: functools.partial[T]) -> T:
-    return await asyncio.get_running_loop().run_in_executor(_hashing, work)
+class Users:
+    """``store.users``."""
 
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-class Accounts:
-    """Mixed into ``Store``, which provides ``_transaction``."""
+    async def ensure(self, username: str) -> UserRecord:
+        if not username.strip():
+            raise StoreError("a username cannot be empty")
+        key = username.casefold()
 
-    def _transaction(self, what: str) -> AbstractAsyncContextManager[AsyncSession]:
-        raise NotImplementedError
+        async def work(session: AsyncSession) -> UserRecord:
+            user = await session.scalar(sa.select(User).where(User.username_key == key))
+            if user is None:
+                user = User(username=username, username_key=key)
+                session.add(user)
+                await session.flush()
+            return user.to_record()
 
-    async def add_user(self, username: str, password: str) -> UserRecord:
+        return await self._db.retrying("ensure_user", work)
+
+    async def get(self, user_id: int) -> UserRecord | None:
+        async with self._db.transaction("get_user") as session:
+            user = await session.get(User, user_id)
+            return None if user is None else user.to_record()
+
+    async def add(self, username: str, password: str) -> UserRecord:
         """A new user with a password; UserExists if the name is taken (in any case)."""
         username = username_or_error(username)
         secret = _password_or_error(password)
         key = username.casefold()
         password_hash = await _off_loop(functools.partial(_hasher.hash, secret))
         try:
-            async with self._transaction("add_user") as session:
+            async with self._db.transaction("add_user") as session:
                 if await session.scalar(sa.select(User.id).where(User.username_key == key)):
                     raise UserExists(
                         f"a user named {username} exists already",
@@ -159,15 +155,15 @@ class Accounts:
             raise
 
     async def _user_id(self, key: str) -> int | None:
-        async with self._transaction("find_user") as session:
+        async with self._db.transaction("find_user") as session:
             found: int | None = await session.scalar(
                 sa.select(User.id).where(User.username_key == key)
             )
             return found
 
-    async def find_user(self, username: str) -> UserRecord | None:
+    async def find(self, username: str) -> UserRecord | None:
         """By name, in any case."""
-        async with self._transaction("find_user") as session:
+        async with self._db.transaction("find_user") as session:
             user = await session.scalar(
                 sa.select(User).where(User.username_key == username.casefold())
             )
@@ -176,7 +172,7 @@ class Accounts:
     async def set_password(self, user_id: int, password: str) -> None:
         secret = _password_or_error(password)
         password_hash = await _off_loop(functools.partial(_hasher.hash, secret))
-        async with self._transaction("set_password") as session:
+        async with self._db.transaction("set_password") as session:
             user = await session.get(User, user_id)
             if user is None:
                 raise UnknownUser(f"no user with id {user_id}")
@@ -184,7 +180,7 @@ class Accounts:
 
     async def check_password(self, username: str, password: str) -> UserRecord | None:
         """The user if the password is theirs, else None; the same argon2 cost either way."""
-        async with self._transaction("check_password") as session:
+        async with self._db.transaction("check_password") as session:
             user = await session.scalar(
                 sa.select(User).where(User.username_key == username.casefold())
             )
@@ -200,7 +196,7 @@ class Accounts:
 
     async def _rehash(self, user_id: int, old_hash: str, secret: bytes) -> None:
         new_hash = await _off_loop(functools.partial(_hasher.hash, secret))
-        async with self._transaction("rehash_password") as session:
+        async with self._db.transaction("rehash_password") as session:
             # Only if unchanged meanwhile: a password set since then must win.
             await session.execute(
                 sa.update(User)
@@ -208,78 +204,17 @@ class Accounts:
                 .values(password_hash=new_hash)
             )
 
-    async def list_users(self) -> list[UserRecord]:
-        async with self._transaction("list_users") as session:
+    async def all(self) -> list[UserRecord]:
+        async with self._db.transaction("list_users") as session:
             users = await session.scalars(sa.select(User).order_by(User.username_key))
             return [user.to_record() for user in users]
 
     async def list_accounts(self) -> list[AccountRecord]:
-        live = sa.or_(AccessToken.expires_at.is_(None), AccessToken.expires_at > utcnow())
+        live = live_token()
         tokens = (
             sa.select(sa.func.count()).where(AccessToken.user_id == User.id, live).scalar_subquery()
         )
         query = sa.select(User, User.password_hash.is_not(None), tokens).order_by(User.username_key)
-        async with self._transaction("list_accounts") as session:
+        async with self._db.transaction("list_accounts") as session:
             rows = await session.execute(query)
             return [AccountRecord(user.to_record(), bool(has), int(n)) for user, has, n in rows]
-
-    async def list_tokens(self, user_id: int | None) -> list[TokenRecord]:
-        """Unexpired tokens of one user (or of everyone when None), oldest first."""
-        query = (
-            sa.select(AccessToken)
-            .where(sa.or_(AccessToken.expires_at.is_(None), AccessToken.expires_at > utcnow()))
-            .order_by(AccessToken.created_at, AccessToken.token_hash)
-        )
-        if user_id is not None:
-            query = query.where(AccessToken.user_id == user_id)
-        async with self._transaction("list_tokens") as session:
-            return [_token_record(row) for row in await session.scalars(query)]
-
-    async def token_info(self, token: str) -> TokenRecord | None:
-        """The token's record; None if unknown, revoked or expired."""
-        # A lookup by the token's sha256, not a comparison of secrets: the query time
-        # tells a prober about the hash, which does not help to find a token.
-        async with self._transaction("token_info") as session:
-            row = await session.get(AccessToken, token_hash(token))
-            if row is None or (row.expires_at is not None and row.expires_at <= utcnow()):
-                return None
-            return _token_record(row)
-
-    async def revoke_token_id(self, token_id: str) -> int:
-        """Revoke the one token whose hash starts with ``token_id`` (from list_tokens).
-
-        Returns how many were revoked: 0 if none matches; more than one match revokes
-        nothing and raises, since a prefix that short is a typo, not a choice.
-        """
-        prefix = token_id.lower()
-        if len(prefix) < 8 or any(ch not in "0123456789abcdef" for ch in prefix):
-            raise AccountError(
-                f"{token_id!r} is not a token id", fix="Copy the id from: cyan token list"
-            )
-        async with self._transaction("revoke_token_id") as session:
-            hashes = list(
-                await session.scalars(
-                    sa.select(AccessToken.token_hash).where(
-                        AccessToken.token_hash.startswith(prefix, autoescape=True)
-                    )
-                )
-            )
-            if len(hashes) > 1:
-                raise AccountError(
-                    f"{len(hashes)} tokens start with {token_id}", fix="Give more characters."
-                )
-            if hashes:
-                await session.execute(
-                    sa.delete(AccessToken).where(AccessToken.token_hash == hashes[0])
-                )
-            return len(hashes)
-
-
-def _token_record(row: AccessToken) -> TokenRecord:
-    return TokenRecord(
-        token_id=row.token_hash[:TOKEN_ID_CHARS],
-        user_id=row.user_id,
-        client_id=row.client_id,
-        created_at=row.created_at,
-        expires_at=row.expires_at,
-    )
