@@ -24,7 +24,7 @@ from cyan.protocol.events import (
     UpdateFinished,
 )
 from cyan.protocol.server import UpdateBusy
-from cyan.protocol.transfer import SenderState, UpdateReceiver, UpdateTimeouts
+from cyan.protocol.transfer import UpdateReceiver, UpdateState, UpdateTimeouts
 from tests.protocol.pair import Pair, of_type
 from tests.protocol.test_connection import connected
 from tests.protocol.wire import read_wire
@@ -220,7 +220,7 @@ def test_silence_after_update_begin_fails_after_the_retries() -> None:
         pair.pump()
         pair.take_device_events()  # the device never answers
         now += STEP_S
-    assert sender.state is SenderState.FAILED
+    assert sender.state is UpdateState.FAILED
     assert sender.failure == "no answer from the device while waiting for UpdateReady"
     begins = [m for m in read_wire(pair).server_sent if m.uri_path == [b"u"] and m.code == 2]
     assert len(begins) == 1 + QUICK.retries

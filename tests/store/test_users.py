@@ -1,4 +1,4 @@
-"""Users, passwords and token records (store/users.py, store/tokens.py), on SQLite and PostgreSQL."""
+"""Users, passwords and token records (store/users.py, tokens.py), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 

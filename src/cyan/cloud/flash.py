@@ -23,8 +23,8 @@ from cyan.cloud.errors import CloudError, DeviceOffline, UpdateInProgress
 from cyan.cloud.router import Router
 from cyan.cloud.types import CloudEvent, FlashOptions, UpdateProgress
 from cyan.files import write_atomically
+from cyan.protocol.transfer import UpdateState
 from cyan.store import FirmwareUpdateRecord, Store
-from cyan.store.records import UPDATE_FAILED, UPDATE_SENDING, UPDATE_SUCCEEDED
 
 log = logging.getLogger("cyan.cloud.flash")
 
@@ -46,10 +46,14 @@ class FlashJob:
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
-    def state(self) -> str:
+    def state(self) -> UpdateState:
         if not self.done.is_set():
-            return UPDATE_SENDING
-        return UPDATE_SUCCEEDED if self.progress.state == "succeeded" else UPDATE_FAILED
+            return UpdateState.SENDING
+        return (
+            UpdateState.SUCCEEDED
+            if self.progress.state is UpdateState.SUCCEEDED
+            else UpdateState.FAILED
+        )
 
 
 class Flasher:
@@ -112,7 +116,7 @@ class Flasher:
             module=module,
             at=datetime.now(UTC),
         )
-        progress = UpdateProgress("begin_sent", 0, len(data), 0, None, None)
+        progress = UpdateProgress(UpdateState.BEGIN_SENT, 0, len(data), 0, None, None)
         job = FlashJob(record, owner_id, progress)
         self._running[device_id] = job
         self._status(job, "started")
@@ -150,9 +154,9 @@ class Flasher:
     async def _finish(self, job: FlashJob, path: Path, failure: str | None) -> None:
         device_id = job.record.device_id
         progress = job.progress
-        if failure is not None and progress.state != "failed":
+        if failure is not None and progress.state is not UpdateState.FAILED:
             progress = UpdateProgress(
-                "failed",
+                UpdateState.FAILED,
                 progress.bytes_sent,
                 progress.total_bytes,
                 progress.chunks_resent,
@@ -163,7 +167,7 @@ class Flasher:
         job.done.set()
         del self._running[device_id]
         await asyncio.to_thread(path.unlink, missing_ok=True)
-        self._status(job, "success" if job.state == UPDATE_SUCCEEDED else "failed")
+        self._status(job, "success" if job.state is UpdateState.SUCCEEDED else "failed")
         try:
             await self.store.updates.end(
                 job.record.id,

@@ -8,6 +8,7 @@ from typing import Any
 
 from cyan.protocol import ota
 from cyan.protocol.limits import MEDIUM, DeviceLimits
+from cyan.protocol.transfer import UpdateState
 
 # Variable type names as the Particle API shows them, keyed by the describe type code
 # (protocol.md §4.5: 1 bool, 2 int32, 4 string, 9 double).
@@ -63,8 +64,7 @@ class LiveDevice:
 class UpdateProgress:
     """Where an over-the-air update stands, as the gateway sees it."""
 
-    # begin_sent, sending, done_sent, succeeded, failed
-    state: str
+    state: UpdateState
     bytes_sent: int
     total_bytes: int
     chunks_resent: int

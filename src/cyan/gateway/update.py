@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from cyan.cloud.errors import DeviceOffline, UpdateFailed, UpdateInProgress
 from cyan.cloud.types import FlashOptions, UpdateProgress
 from cyan.protocol.server import UpdateBusy
-from cyan.protocol.transfer import SenderState, UpdateSender
+from cyan.protocol.transfer import UpdateSender, UpdateState
 
 if TYPE_CHECKING:
     from cyan.gateway.session import DeviceSession
@@ -33,11 +33,11 @@ POLL_S = 0.05
 
 def progress_of(sender: UpdateSender) -> UpdateProgress:
     return UpdateProgress(
-        state=sender.state.name.lower(),
+        state=sender.state,
         bytes_sent=sender.bytes_sent,
         total_bytes=sender.total_bytes,
         chunks_resent=sender.chunks_resent,
-        fast=sender.fast if sender.state is not SenderState.BEGIN_SENT else None,
+        fast=sender.fast if sender.state is not UpdateState.BEGIN_SENT else None,
         failure=sender.failure,
     )
 
@@ -95,5 +95,5 @@ async def run_update(
         if not sender.finished:  # cancelled: the server is stopping
             session.drive(connection.abort_update, "the server stopped during the update")
     on_progress(progress_of(sender))
-    if sender.state is not SenderState.SUCCEEDED:
+    if sender.state is not UpdateState.SUCCEEDED:
         raise UpdateFailed(sender.failure or "the update failed")

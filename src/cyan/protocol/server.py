@@ -28,7 +28,7 @@ from cyan.protocol.handshake import (
     ServerState,
 )
 from cyan.protocol.messages import MessageKind, classify
-from cyan.protocol.transfer import SenderState, UpdateSender, UpdateTimeouts
+from cyan.protocol.transfer import Resend, UpdateSender, UpdateState, UpdateTimeouts
 
 RequestBuilder = Callable[[int, bytes], CoapMessage]
 
@@ -134,11 +134,11 @@ class ServerConnection(Connection):
             return
         token = bytes([self._update_token])
         again = sender.timed_out(now)
-        if again == "begin":
+        if again is Resend.BEGIN:
             self.send(ota.update_begin(self._next_id(), token, sender.params))
-        elif again == "chunk" and sender.in_flight is not None:
+        elif again is Resend.CHUNK and sender.in_flight is not None:
             self._send_chunk(sender, sender.in_flight, token)
-        elif again == "done":
+        elif again is Resend.DONE:
             self.send(ota.update_done(self._next_id(), token))
         for index in sender.next_chunks(max_chunks):
             self._send_chunk(sender, index, token)
@@ -166,7 +166,7 @@ class ServerConnection(Connection):
             return
         self._pending.pop(self._update_token, None)
         self._update_token = None
-        succeeded = sender.state is SenderState.SUCCEEDED
+        succeeded = sender.state is UpdateState.SUCCEEDED
         self._emit(UpdateFinished(succeeded, sender.failure))
 
     def _update_answer(self, message: CoapMessage) -> None:
@@ -174,16 +174,16 @@ class ServerConnection(Connection):
         sender = self.update
         assert sender is not None
         ok = message.code == CoapCode.CHANGED
-        if sender.state is SenderState.BEGIN_SENT:
+        if sender.state is UpdateState.BEGIN_SENT:
             if message.type == CoapType.ACK:  # 5.03: it cannot take this update now
                 sender.refused(f"it answered UpdateBegin with {message.describe()}")
             elif ok:
                 # The Core sends UpdateReady without the flags byte: no fast OTA.
                 sender.ready(bool(message.payload[:1] and message.payload[0] & ota.FAST_OTA))
                 self._emit(UpdateAccepted(sender.fast))
-        elif sender.state is SenderState.DONE_SENT and message.type == CoapType.ACK:
+        elif sender.state is UpdateState.DONE_SENT and message.type == CoapType.ACK:
             sender.done_answer(ok, ota.decode_done_result(message.payload))
-        elif sender.state is SenderState.SENDING and message.type != CoapType.ACK:
+        elif sender.state is UpdateState.SENDING and message.type != CoapType.ACK:
             sender.chunk_answer(ok)
         self._end_update_if_over()
 

@@ -9,17 +9,61 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 
 from cyan.protocol.ota import MAX_MISSED_PER_MESSAGE, ChunkInfo, UpdateParams, chunk_data
 
 
-class SenderState(Enum):
-    BEGIN_SENT = "waiting for UpdateReady"
-    SENDING = "sending chunks"
-    DONE_SENT = "waiting for the UpdateDone answer"
+class UpdateState(StrEnum):
+    """Where an update stands: the one vocabulary of the sender, the API and the store."""
+
+    BEGIN_SENT = "begin_sent"  # waiting for UpdateReady
+    SENDING = "sending"  # chunks going out (and, after ChunkMissed, going out again)
+    DONE_SENT = "done_sent"  # waiting for the answer to UpdateDone
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+
+
+# What the sender was doing, for the sentence of a failure ("while waiting for …").
+DOING = {
+    UpdateState.BEGIN_SENT: "waiting for UpdateReady",
+    UpdateState.SENDING: "sending chunks",
+    UpdateState.DONE_SENT: "waiting for the UpdateDone answer",
+}
+
+
+class UpdateInput(Enum):
+    RECV_READY = "UpdateReady"
+    RECV_REFUSAL = "a refusal of UpdateBegin"
+    RECV_MISSED = "ChunkMissed"
+    ALL_SENT = "every chunk out: UpdateDone sent"
+    RECV_DONE_OK = "UpdateDone accepted"
+    RECV_DONE_REFUSED = "the file refused at UpdateDone"
+    GIVE_UP = "no answer, a lost connection, or an abort"
+
+
+# (state, input) -> next state; a pair not here changes nothing (a repeated or late
+# answer), as h2 and handshake.py keep every transition in one table.
+TRANSITIONS: dict[tuple[UpdateState, UpdateInput], UpdateState] = {
+    (UpdateState.BEGIN_SENT, UpdateInput.RECV_READY): UpdateState.SENDING,
+    (UpdateState.BEGIN_SENT, UpdateInput.RECV_REFUSAL): UpdateState.FAILED,
+    (UpdateState.SENDING, UpdateInput.RECV_MISSED): UpdateState.SENDING,
+    (UpdateState.DONE_SENT, UpdateInput.RECV_MISSED): UpdateState.SENDING,
+    (UpdateState.SENDING, UpdateInput.ALL_SENT): UpdateState.DONE_SENT,
+    (UpdateState.DONE_SENT, UpdateInput.RECV_DONE_OK): UpdateState.SUCCEEDED,
+    (UpdateState.DONE_SENT, UpdateInput.RECV_DONE_REFUSED): UpdateState.FAILED,
+    (UpdateState.BEGIN_SENT, UpdateInput.GIVE_UP): UpdateState.FAILED,
+    (UpdateState.SENDING, UpdateInput.GIVE_UP): UpdateState.FAILED,
+    (UpdateState.DONE_SENT, UpdateInput.GIVE_UP): UpdateState.FAILED,
+}
+
+
+class Resend(StrEnum):
+    """What ``UpdateSender.timed_out`` says to send again."""
+
+    BEGIN = "begin"
+    CHUNK = "chunk"  # the slow-mode chunk in flight
+    DONE = "done"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +89,7 @@ class UpdateSender:
         self.data = data
         self.params = UpdateParams(offer_fast, chunk_bytes, len(data))
         self.timeouts = timeouts or UpdateTimeouts()
-        self.state = SenderState.BEGIN_SENT
+        self.state = UpdateState.BEGIN_SENT
         self.fast = False
         self.failure: str | None = None
         self.validation_result: int | None = None
@@ -74,24 +118,23 @@ class UpdateSender:
 
     @property
     def finished(self) -> bool:
-        return self.state in (SenderState.SUCCEEDED, SenderState.FAILED)
+        return self.state in (UpdateState.SUCCEEDED, UpdateState.FAILED)
 
     # -- what the device said ---------------------------------------------------------------
 
     def ready(self, fast: bool) -> None:
-        if self.state is not SenderState.BEGIN_SENT:
+        if not self._move(UpdateInput.RECV_READY):
             return  # a repeated UpdateReady
         self.fast = fast and self.params.fast
-        self.state = SenderState.SENDING
         self._queue.extend(range(self.params.chunk_count))
         self._restart_wait()
 
     def refused(self, why: str) -> None:
-        self._fail(f"the device refused the update: {why}")
+        self._fail(f"the device refused the update: {why}", UpdateInput.RECV_REFUSAL)
 
     def chunk_answer(self, ok: bool) -> None:
         """Slow mode: ChunkReceived for the chunk in flight (4.00: its CRC did not match)."""
-        if self.fast or self._in_flight is None or self.state is not SenderState.SENDING:
+        if self.fast or self._in_flight is None or self.state is not UpdateState.SENDING:
             return
         index, self._in_flight = self._in_flight, None
         if not ok:
@@ -101,18 +144,17 @@ class UpdateSender:
 
     def missed(self, indices: list[int]) -> None:
         """ChunkMissed: send these again, then UpdateDone again."""
-        if self.finished:
+        if not self._move(UpdateInput.RECV_MISSED):
             return
         wanted = [i for i in dict.fromkeys(indices) if 0 <= i < self.params.chunk_count]
         fresh = [i for i in wanted if i not in self._queue]
         self._queue.extend(fresh)
         self.chunks_resent += len(fresh)
-        self.state = SenderState.SENDING
         self._restart_wait()
 
     def done_answer(self, ok: bool, result: int | None) -> None:
         """The ACK to UpdateDone: 2.04 with the validation result, or 4.00 (chunks missing)."""
-        if self.state is not SenderState.DONE_SENT:
+        if self.state is not UpdateState.DONE_SENT:
             return
         if not ok:
             # The ChunkMissed list follows; wait for it.
@@ -122,14 +164,15 @@ class UpdateSender:
         if result:
             self._fail(
                 f"the device received the whole file but refused it (module validation "
-                f"result {result}): it stays on its old firmware"
+                f"result {result}): it stays on its old firmware",
+                UpdateInput.RECV_DONE_REFUSED,
             )
         else:
-            self.state = SenderState.SUCCEEDED
+            self._move(UpdateInput.RECV_DONE_OK)
 
     def disconnected(self) -> None:
         if not self.finished:
-            self._fail(f"the device disconnected while the update was {self.state.value}")
+            self._fail(f"the device disconnected while the update was {DOING[self.state]}")
 
     def abort(self, why: str) -> None:
         self._fail(why)
@@ -138,7 +181,7 @@ class UpdateSender:
 
     def next_chunks(self, limit: int) -> list[int]:
         """Up to ``limit`` chunk indices to send now (one at a time in slow mode)."""
-        if self.state is not SenderState.SENDING:
+        if self.state is not UpdateState.SENDING:
             return []
         if not self.fast:
             if self._in_flight is not None or not self._queue:
@@ -158,43 +201,40 @@ class UpdateSender:
     def done_due(self) -> bool:
         """True once: every chunk is out (and, in slow mode, acknowledged); send UpdateDone."""
         idle = not self._queue and self._in_flight is None
-        if self.state is not SenderState.SENDING or not idle:
+        if self.state is not UpdateState.SENDING or not idle:
             return False
-        self.state = SenderState.DONE_SENT
+        self._move(UpdateInput.ALL_SENT)
         self._restart_wait()
         return True
 
-    def timed_out(self, now: float) -> str | None:
-        """What to send again after a silence, or None. Fails the update when out of tries.
-
-        Returns "begin", "chunk" (the slow-mode chunk in flight: resend ``in_flight``) or
-        "done".
-        """
-        waiting = self.state is not SenderState.SENDING or self._in_flight is not None
+    def timed_out(self, now: float) -> Resend | None:
+        """What to send again after a silence, or None. Fails the update when out of tries
+        (``Resend.CHUNK``: the slow-mode chunk in flight, ``in_flight``)."""
+        waiting = self.state is not UpdateState.SENDING or self._in_flight is not None
         if self.finished or not waiting:
             return None
-        begin = self.state is SenderState.BEGIN_SENT
+        begin = self.state is UpdateState.BEGIN_SENT
         span = self.timeouts.ready_s if begin else self.timeouts.answer_s
         if self._deadline is None:
             self._deadline = now + span
         if now < self._deadline:
             return None
         if self._sends > self.timeouts.retries:
-            self._fail(f"no answer from the device while {self.state.value}")
+            self._fail(f"no answer from the device while {DOING[self.state]}")
             return None
         self._sends += 1
         self._deadline = now + span
-        if self.state is SenderState.BEGIN_SENT:
-            return "begin"
-        if self.state is SenderState.DONE_SENT:
-            return "done"
+        if self.state is UpdateState.BEGIN_SENT:
+            return Resend.BEGIN
+        if self.state is UpdateState.DONE_SENT:
+            return Resend.DONE
         self.chunks_resent += 1
-        return "chunk"
+        return Resend.CHUNK
 
     @property
     def chunks_waiting(self) -> int:
         """Chunks queued to go out now (fast mode; slow mode sends one at a time)."""
-        return len(self._queue) if self.state is SenderState.SENDING else 0
+        return len(self._queue) if self.state is UpdateState.SENDING else 0
 
     @property
     def in_flight(self) -> int | None:
@@ -207,9 +247,17 @@ class UpdateSender:
     def _mark_sent(self, index: int) -> None:
         self._sent[index] = 1
 
-    def _fail(self, why: str) -> None:
-        if not self.finished:
-            self.state, self.failure = SenderState.FAILED, why
+    def _move(self, given: UpdateInput) -> bool:
+        """Take the table's transition for ``given``; False (nothing changes) if none."""
+        following = TRANSITIONS.get((self.state, given))
+        if following is None:
+            return False
+        self.state = following
+        return True
+
+    def _fail(self, why: str, given: UpdateInput = UpdateInput.GIVE_UP) -> None:
+        if self._move(given):
+            self.failure = why
 
 
 class UpdateReceiver:

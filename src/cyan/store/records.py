@@ -81,11 +81,6 @@ class ConnectionFailure:
     reason: str
 
 
-# What an update's state can be: sending until the device answers UpdateDone, then
-# succeeded (it applies the firmware and restarts) or failed (it keeps the old one).
-UPDATE_SENDING, UPDATE_SUCCEEDED, UPDATE_FAILED = "sending", "succeeded", "failed"
-
-
 @dataclass(frozen=True, slots=True)
 class FirmwareUpdateRecord:
     id: int
@@ -95,6 +90,8 @@ class FirmwareUpdateRecord:
     size: int
     sha256: str
     module: str  # what it is, in words: "user part 1 v3 for the Photon"
+    # sending until the device answers UpdateDone, then succeeded (it applies the firmware
+    # and restarts) or failed (it keeps the old one): UpdateState's values.
     state: str
     fast: bool | None
     bytes_sent: int

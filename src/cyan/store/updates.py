@@ -8,9 +8,10 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from cyan.protocol.transfer import UpdateState
 from cyan.store.database import Database
 from cyan.store.models import FirmwareUpdate
-from cyan.store.records import UPDATE_FAILED, UPDATE_SENDING, FirmwareUpdateRecord
+from cyan.store.records import FirmwareUpdateRecord
 from cyan.store.validation import aware, device_id_or_error
 
 
@@ -38,7 +39,7 @@ class Updates:
             size=size,
             sha256=sha256,
             module=module,
-            state=UPDATE_SENDING,
+            state=UpdateState.SENDING,
             bytes_sent=0,
             chunks_resent=0,
             started_at=aware(at, "at"),
@@ -91,11 +92,11 @@ class Updates:
         async with self._db.transaction("fail_unfinished_firmware_updates") as session:
             rows = list(
                 await session.scalars(
-                    sa.select(FirmwareUpdate).where(FirmwareUpdate.state == UPDATE_SENDING)
+                    sa.select(FirmwareUpdate).where(FirmwareUpdate.state == UpdateState.SENDING)
                 )
             )
             found = [row.to_record() for row in rows]
             for row in rows:
-                row.state, row.failure = UPDATE_FAILED, reason
+                row.state, row.failure = UpdateState.FAILED, reason
                 row.finished_at, row.file_path = aware(at, "at"), None
             return found
