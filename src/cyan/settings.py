@@ -3,6 +3,11 @@
 Order of precedence: explicit overrides (CLI flags) > ``CYAN_*`` environment
 variables > ``cyan.toml`` in the data directory (or ``CYAN_CONFIG``) > defaults.
 This module is the only reader of ``os.environ`` in Cyan.
+
+The sections are frozen dataclasses (read on hot paths: plain attributes); pydantic
+checks and converts what the three sources give (``"yes"`` to True, ``"6000"`` to 6000).
+pydantic-settings would read ``os.environ`` itself, where tests hand in an environment of
+their own, so the sources are merged here and only the validation is the library's.
 """
 
 from __future__ import annotations
@@ -11,14 +16,16 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import platformdirs
+from pydantic import TypeAdapter, ValidationError
 
 from cyan.errors import CyanError
 
 DEFAULT_DEVICE_PORT = 5683
 DEFAULT_API_PORT = 8080
+T = TypeVar("T")
 # The account that owns the demo devices and the CLI's tokens, and may see everything.
 ADMIN_USERNAME = "admin"
 
@@ -48,7 +55,9 @@ class GatewaySettings:
 
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
-    host: str = "127.0.0.1"
+    # Every address by default, as the device port: particle-cli on a laptop of the LAN
+    # reaches it (put TLS in front before it crosses a network you do not trust).
+    host: str = "0.0.0.0"
     port: int = DEFAULT_API_PORT
     sse_keepalive_s: float = 9.0
     # POST /v1/users: anyone who reaches the API may create an account; off unless asked.
@@ -82,44 +91,44 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{data_dir / 'cyan.db'}"
 
 
-def _coerce(kind: type[Any] | str, raw: Any, name: str) -> Any:
-    kind_name = kind if isinstance(kind, str) else kind.__name__
-    try:
-        if kind_name == "int":
-            return int(raw)
-        if kind_name == "float":
-            return float(raw)
-        if kind_name == "bool":
-            if isinstance(raw, bool):
-                return raw
-            text = str(raw).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off", ""):
-                return False
-            raise ValueError(text)
-        return str(raw)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(f"setting {name} = {raw!r} is not a valid {kind_name}") from exc
-
-
 def _section(
-    cls: type[Any],
+    cls: type[T],
     prefix: str,
     env: dict[str, str],
     toml: dict[str, Any],
     overrides: dict[str, Any],
-) -> Any:
+    config_path: Path,
+) -> T:
+    """One section from its three sources, by precedence; pydantic checks and converts.
+
+    A value's origin is kept so that a bad one is named as the user wrote it: the
+    variable CYAN_GATEWAY_PORT, the file's gateway.port, or the flag.
+    """
+    names = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(toml) - names)
+    if unknown:
+        raise SettingsError(
+            f"{config_path}: unknown setting {prefix}.{unknown[0]}",
+            fix=f"The [{prefix}] settings are: {', '.join(sorted(names))}.",
+        )
     values: dict[str, Any] = {}
-    for f in fields(cls):
-        env_name = f"CYAN_{prefix}_{f.name}".upper()
-        if f.name in overrides and overrides[f.name] is not None:
-            values[f.name] = overrides[f.name]
+    origins: dict[str, str] = {}
+    for name in names:
+        env_name = f"CYAN_{prefix}_{name}".upper()
+        if overrides.get(name) is not None:
+            values[name], origins[name] = overrides[name], f"the {name} option"
         elif env_name in env:
-            values[f.name] = _coerce(f.type, env[env_name], env_name)
-        elif f.name in toml:
-            values[f.name] = _coerce(f.type, toml[f.name], f"{prefix}.{f.name}")
-    return cls(**values)
+            values[name], origins[name] = env[env_name], env_name
+        elif name in toml:
+            values[name], origins[name] = toml[name], f"{prefix}.{name} in {config_path}"
+    try:
+        return TypeAdapter(cls).validate_python(values)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field_name = str(error["loc"][0]) if error["loc"] else "?"
+        raw = values.get(field_name)
+        where = origins.get(field_name, field_name)
+        raise SettingsError(f"setting {where} = {raw!r}: {error['msg']}") from None
 
 
 def load_settings(
@@ -144,8 +153,10 @@ def load_settings(
     return Settings(
         data_dir=directory,
         database_url=str(url) if url else sqlite_url(directory),
-        gateway=_section(GatewaySettings, "gateway", env, toml.get("gateway", {}), gateway or {}),
-        api=_section(ApiSettings, "api", env, toml.get("api", {}), api or {}),
+        gateway=_section(
+            GatewaySettings, "gateway", env, toml.get("gateway", {}), gateway or {}, config_path
+        ),
+        api=_section(ApiSettings, "api", env, toml.get("api", {}), api or {}, config_path),
     )
 
 

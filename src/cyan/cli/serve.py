@@ -19,11 +19,38 @@ from cyan.settings import DEFAULT_API_PORT, DEFAULT_DEVICE_PORT, Settings, load_
 def serve(
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
-    host: Annotated[str, typer.Option(help="Address to listen on, for devices and the API.")] = (
-        "0.0.0.0"
-    ),
-    device_port: Annotated[int, typer.Option(help="TCP port for devices.")] = DEFAULT_DEVICE_PORT,
-    api_port: Annotated[int, typer.Option(help="HTTP port for the REST API.")] = DEFAULT_API_PORT,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Address to listen on, for devices and the API. Default: 0.0.0.0 (every "
+            "address), or CYAN_GATEWAY_HOST / CYAN_API_HOST, or cyan.toml.",
+            show_default=False,
+        ),
+    ] = None,
+    device_host: Annotated[
+        str | None,
+        typer.Option(help="Address for devices only (over --host).", show_default=False),
+    ] = None,
+    api_host: Annotated[
+        str | None,
+        typer.Option(help="Address for the API only (over --host).", show_default=False),
+    ] = None,
+    device_port: Annotated[
+        int | None,
+        typer.Option(
+            help=f"TCP port for devices. Default: {DEFAULT_DEVICE_PORT}, or CYAN_GATEWAY_PORT, "
+            "or cyan.toml.",
+            show_default=False,
+        ),
+    ] = None,
+    api_port: Annotated[
+        int | None,
+        typer.Option(
+            help=f"HTTP port for the REST API. Default: {DEFAULT_API_PORT}, or CYAN_API_PORT, "
+            "or cyan.toml.",
+            show_default=False,
+        ),
+    ] = None,
     demo: Annotated[
         int, typer.Option(help="Register and connect N virtual Tinker devices in this process.")
     ] = 0,
@@ -40,9 +67,14 @@ def serve(
     settings = load_settings(
         data_dir=data_dir,
         database_url=database_url,
-        gateway={"host": host, "port": device_port},
+        # A flag left out is None, so the environment and cyan.toml decide (settings.py).
+        gateway={"host": device_host or host, "port": device_port},
         # The flag only turns sign-up on; without it CYAN_API_ALLOW_SIGNUP or cyan.toml decide.
-        api={"host": host, "port": api_port, "allow_signup": True if allow_signup else None},
+        api={
+            "host": api_host or host,
+            "port": api_port,
+            "allow_signup": True if allow_signup else None,
+        },
     )
     _use_uvloop()
     asyncio.run(_serve(settings, demo))
