@@ -19,9 +19,10 @@ from fastapi import FastAPI
 
 from cyan.api import create_app
 from cyan.bus import EventBus
+from cyan.bus.events import CloudEvent
 from cyan.cloud.errors import CloudError
 from cyan.cloud.router import Router
-from cyan.cloud.types import CloudEvent, FlashOptions, LiveDevice, UpdateProgress, VariableValue
+from cyan.cloud.types import FlashOptions, LiveDevice, UpdateProgress, VariableValue
 from cyan.settings import ApiSettings
 from cyan.store import Store, UserRecord
 

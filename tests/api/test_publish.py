@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from cyan.bus import EventBus, Scope
+from cyan.bus.events import CloudEvent
 from cyan.cloud.router import Router
-from cyan.cloud.types import CloudEvent
 
 from .conftest import DEVICE_A, Caller, FakeLink
 

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from cyan.bus import EventBus
+from cyan.bus.events import CloudEvent
 from cyan.cloud.router import Router
-from cyan.cloud.types import CloudEvent
 from tests.sse import SseEvent, SseReader
 
 from .conftest import DEVICE_A, DEVICE_B, DEVICE_BOB, KEEPALIVE_S, Caller

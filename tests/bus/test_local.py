@@ -11,8 +11,8 @@ import pytest
 import cyan.bus
 import cyan.bus.local
 from cyan.bus import BusError, EventBus, Scope, Subscription, SubscriptionEnded
+from cyan.bus.events import CloudEvent
 from cyan.cloud.router import Router
-from cyan.cloud.types import CloudEvent
 
 DEVICE_A = "0123456789abcdef01234567"
 DEVICE_B = "89abcdef0123456789abcdef"

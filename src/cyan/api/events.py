@@ -27,7 +27,7 @@ from cyan.api.devices import resolve_device
 from cyan.api.errors import BadRequest
 from cyan.api.shapes import sse_event
 from cyan.bus import Scope, SubscriptionEnded
-from cyan.cloud.types import CloudEvent
+from cyan.bus.events import CloudEvent
 from cyan.protocol.limits import EVENT_NAME_BYTES, LARGE
 
 router = APIRouter(tags=["events"])

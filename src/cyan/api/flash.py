@@ -18,7 +18,7 @@ from starlette.datastructures import UploadFile
 
 from cyan.api.auth import ApiContext
 from cyan.api.errors import BadRequest, NotAvailable
-from cyan.api.shapes import PHOTON_PLATFORM_ID, iso
+from cyan.api.shapes import iso
 from cyan.cloud.flash import FlashJob
 from cyan.cloud.types import LiveDevice
 from cyan.firmware import (
@@ -31,6 +31,7 @@ from cyan.firmware import (
     system_version_name,
 )
 from cyan.firmware.layout import module_name
+from cyan.firmware.platforms import PHOTON
 from cyan.store import DeviceRecord, FirmwareUpdateRecord
 
 
@@ -82,7 +83,7 @@ def _one_binary(uploads: list[UploadFile]) -> UploadFile:
 def _platform(record: DeviceRecord, live: LiveDevice | None) -> int:
     if live is not None and live.platform_id:
         return live.platform_id
-    return record.platform_id or PHOTON_PLATFORM_ID
+    return record.platform_id or PHOTON
 
 
 # -- what GET /v1/devices/{id} shows (fields Particle's clients ignore) ---------------------

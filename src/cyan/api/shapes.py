@@ -12,12 +12,13 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from cyan.cloud.types import CloudEvent, LiveDevice, VariableValue
+from cyan.bus.events import CloudEvent
+from cyan.cloud.types import LiveDevice, VariableValue
+from cyan.firmware.platforms import PHOTON
 from cyan.store import DeviceRecord
 
 # Photon (rest-api.md §6). A device that never sent its hello has no known platform; the
 # devices Cyan serves are Photons, P1s (8) and Cores (0), and the Photon is the common one.
-PHOTON_PLATFORM_ID = 6
 
 # SSE "coreid" for events published through the API rather than by a device; the real
 # cloud shows "api" there for POST /v1/devices/events.
@@ -36,7 +37,7 @@ def iso(moment: datetime | None) -> str | None:
 def _platform_id(record: DeviceRecord, live: LiveDevice | None) -> int:
     if live is not None:
         return live.platform_id
-    return record.platform_id if record.platform_id is not None else PHOTON_PLATFORM_ID
+    return record.platform_id if record.platform_id is not None else PHOTON
 
 
 def _product_id(record: DeviceRecord, live: LiveDevice | None) -> int:

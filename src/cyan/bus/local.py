@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from enum import StrEnum
 from typing import TypeVar
 
-from cyan.cloud.types import CloudEvent
+from cyan.bus.events import CloudEvent
 from cyan.errors import CyanError
 
 log = logging.getLogger(__name__)

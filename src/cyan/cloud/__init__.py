@@ -11,12 +11,11 @@ from cyan.cloud.errors import (
     VariableNotFound,
 )
 from cyan.cloud.router import DeviceLink, Router
-from cyan.cloud.types import CloudEvent, LiveDevice
+from cyan.cloud.types import LiveDevice
 
 __all__ = [
     "BadArgument",
     "CloudError",
-    "CloudEvent",
     "DeviceBusy",
     "DeviceLink",
     "DeviceNotFound",

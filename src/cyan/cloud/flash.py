@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from cyan.bus.events import CloudEvent
 from cyan.cloud.errors import CloudError, DeviceOffline, UpdateInProgress
 from cyan.cloud.router import Router
-from cyan.cloud.types import CloudEvent, FlashOptions, UpdateProgress
+from cyan.cloud.types import FlashOptions, UpdateProgress
 from cyan.files import write_atomically
 from cyan.protocol.transfer import UpdateState
 from cyan.store import FirmwareUpdateRecord, Store

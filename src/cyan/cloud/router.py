@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from cyan.bus.events import CloudEvent
 from cyan.cloud.errors import (
     BadArgument,
     DeviceOffline,
@@ -19,7 +20,6 @@ from cyan.cloud.errors import (
     VariableNotFound,
 )
 from cyan.cloud.types import (
-    CloudEvent,
     FlashOptions,
     LiveDevice,
     UpdateProgress,

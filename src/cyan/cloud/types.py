@@ -1,4 +1,4 @@
-"""Plain values that cross the cloud layer: events and what is known of a live device."""
+"""Plain values that cross the cloud layer: what is known of a live device, updates."""
 
 from __future__ import annotations
 
@@ -10,26 +10,7 @@ from cyan.protocol import ota
 from cyan.protocol.limits import MEDIUM, DeviceLimits
 from cyan.protocol.transfer import UpdateState
 
-# Variable type names as the Particle API shows them, keyed by the describe type code
-# (protocol.md §4.5: 1 bool, 2 int32, 4 string, 9 double).
-VARIABLE_TYPE_NAMES = {1: "bool", 2: "int32", 4: "string", 9: "double"}
-
 VariableValue = bool | int | float | str
-
-
-@dataclass(frozen=True, slots=True)
-class CloudEvent:
-    """One published event, from a device or from the API."""
-
-    name: str
-    data: str | None
-    ttl: int
-    public: bool
-    published_at: datetime
-    # 24-hex device id, or None for events published through the API.
-    device_id: str | None
-    # Owner of the publishing device or API user; private events reach only this user.
-    owner_id: int | None
 
 
 @dataclass(frozen=True, slots=True)

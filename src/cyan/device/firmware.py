@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cyan.device.profiles import PHOTON_PLATFORM_ID, FirmwareProfile
+from cyan.device.profiles import FirmwareProfile
 from cyan.files import write_atomically
 from cyan.firmware import (
     InstalledModule,
@@ -27,6 +27,7 @@ from cyan.firmware import (
     describe_modules,
     system_version_name,
 )
+from cyan.firmware.platforms import PHOTON
 
 log = logging.getLogger("cyan.device")
 
@@ -83,7 +84,7 @@ class Firmware:
             write_atomically(self.directory / FIRMWARE_FILE, text.encode())
 
     def system_describe(self) -> dict[str, Any]:
-        return {"p": PHOTON_PLATFORM_ID, "m": describe_modules(PHOTON_PLATFORM_ID, self.installed)}
+        return {"p": PHOTON, "m": describe_modules(PHOTON, self.installed)}
 
     @property
     def system_version(self) -> str:

@@ -10,8 +10,6 @@ from cyan.protocol import ota
 from cyan.protocol.limits import DeviceLimits, limits_for_module
 from cyan.protocol.messages import HelloFlags
 
-PHOTON_PLATFORM_ID = PHOTON  # as the device's Hello and describe name it
-
 
 @dataclass(frozen=True, slots=True)
 class FirmwareProfile:
@@ -38,7 +36,7 @@ class FirmwareProfile:
     @property
     def limits(self) -> DeviceLimits:
         """Its argument, name and event sizes (protocol/limits.py)."""
-        return limits_for_module(self.system_module_version, PHOTON_PLATFORM_ID)
+        return limits_for_module(self.system_module_version, PHOTON)
 
 
 _HARDWARE = (

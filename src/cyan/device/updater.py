@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from cyan.device.firmware import Firmware
-from cyan.device.profiles import PHOTON_PLATFORM_ID
 from cyan.firmware import FirmwareError, OtaError, ota_validation_result, parse_module
+from cyan.firmware.platforms import PHOTON
 from cyan.protocol import DeviceConnection
 from cyan.protocol.events import (
     ChunkArrived,
@@ -140,7 +140,7 @@ class Updater:
         return UpdateOutcome.RESTART
 
     def _validate(self, image: bytes) -> int:
-        result = ota_validation_result(image, PHOTON_PLATFORM_ID, self.firmware.installed)
+        result = ota_validation_result(image, PHOTON, self.firmware.installed)
         if result == 0:
             try:
                 module = parse_module(image)

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Protocol, TypeVar
 
-from cyan.cloud.types import VARIABLE_TYPE_NAMES, LiveDevice
+from cyan.cloud.types import LiveDevice
 from cyan.gateway.versions import release_name, system_module_of
 from cyan.protocol import messages, ota, payloads
 from cyan.protocol.limits import device_limits
@@ -60,7 +60,7 @@ def with_description(
         variables = {
             # A type code Cyan does not know is read as a string (payloads.py
             # decode_variable), so it is listed as one.
-            name: VARIABLE_TYPE_NAMES.get(code, "string")
+            name: payloads.VARIABLE_TYPE_NAMES.get(code, "string")
             for name, code in description.variables.items()
         }
         live = replace(live, variables=share(variables))

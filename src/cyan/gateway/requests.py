@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from cyan.bus.events import CloudEvent
 from cyan.cloud.errors import (
     CloudError,
     DeviceBusy,
@@ -19,7 +20,7 @@ from cyan.cloud.errors import (
     DeviceTimedOut,
     VariableNotFound,
 )
-from cyan.cloud.types import VARIABLE_TYPE_NAMES, CloudEvent, VariableValue
+from cyan.cloud.types import VariableValue
 from cyan.protocol import NoTokenFree, ProtocolError, messages, payloads
 from cyan.protocol.coap import CoapCode, format_code
 from cyan.protocol.events import ResponseReceived
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("cyan.gateway")
 
-_TYPE_CODES = {name: code for code, name in VARIABLE_TYPE_NAMES.items()}
+_TYPE_CODES = {name: code for code, name in payloads.VARIABLE_TYPE_NAMES.items()}
 # On-demand describes (a call or read naming what the last describe lacked): a burst of
 # this many, then one more every DESCRIBE_REFILL_S, so a client naming unknown functions
 # in a loop costs the device a describe now and then, not one per request.

@@ -14,8 +14,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from cyan.bus.events import CloudEvent
 from cyan.cloud.router import Router
-from cyan.cloud.types import CloudEvent
 from cyan.driver import Timers, process_timers
 from cyan.gateway.session import DeviceSession
 from cyan.gateway.writes import write_isolated

@@ -15,7 +15,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from cyan.cloud.types import CloudEvent, FlashOptions, LiveDevice, UpdateProgress, VariableValue
+from cyan.bus.events import CloudEvent
+from cyan.cloud.types import FlashOptions, LiveDevice, UpdateProgress, VariableValue
 from cyan.diagnose import diagnose
 from cyan.driver import Driver
 from cyan.gateway.deadlines import SessionDeadlines

@@ -31,6 +31,13 @@ def encode_time(unix_seconds: int) -> bytes:
 # -- variables ------------------------------------------------------------------------------
 
 VARIABLE_BOOL, VARIABLE_INT, VARIABLE_STRING, VARIABLE_DOUBLE = 1, 2, 4, 9
+# The names the Particle API gives these types (GET /v1/devices/ID "variables").
+VARIABLE_TYPE_NAMES = {
+    VARIABLE_BOOL: "bool",
+    VARIABLE_INT: "int32",
+    VARIABLE_STRING: "string",
+    VARIABLE_DOUBLE: "double",
+}
 VariableValue = bool | int | float | str
 
 

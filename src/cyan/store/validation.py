@@ -6,10 +6,11 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 
+from cyan.protocol.payloads import VARIABLE_TYPE_NAMES
 from cyan.store.errors import StoreError
 
 _DEVICE_ID = re.compile(r"[0-9a-f]{24}")
-VARIABLE_TYPES = frozenset({"int32", "double", "string", "bool"})
+VARIABLE_TYPES = frozenset(VARIABLE_TYPE_NAMES.values())
 
 
 def device_id_or_error(device_id: str) -> str:
