@@ -57,7 +57,8 @@ class ApiContext:
         self.devices.discard_where(lambda _key, record: record.id == device_id)
 
 
-def get_context(request: Request) -> ApiContext:
+async def get_context(request: Request) -> ApiContext:
+    # async: a plain function would be run on a worker thread for every request.
     context = request.app.state.cyan
     assert isinstance(context, ApiContext)
     return context
@@ -71,40 +72,54 @@ _FORM_TYPE = "application/x-www-form-urlencoded"
 async def body_params(request: Request) -> dict[str, Any]:
     """The request body as a dict: a JSON object or a urlencoded form; ``{}`` when empty.
 
-    Parsed by hand rather than with ``request.form()``: urlencoded forms are all the Particle
-    clients send here (rest-api.md §3.2), and Starlette's form parser needs the extra
-    python-multipart package even for them. The result is cached on the request because
-    auth reads it before the route does.
+    Forms go through Starlette's parser (python-multipart). The result is cached on the
+    request because auth may read it before the route does.
     """
     cached = getattr(request.state, "body_params", None)
     if cached is not None:
         assert isinstance(cached, dict)
         return cached
-    raw = await request.body()
-    params: dict[str, Any] = {}
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if raw.strip():
-        if content_type == "application/json" or (
-            content_type != _FORM_TYPE and raw.lstrip().startswith(b"{")
-        ):
-            try:
-                parsed = json.loads(raw)
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise BadRequest("Request body is not valid JSON") from exc
-            if not isinstance(parsed, dict):
-                raise BadRequest("Request body must be a JSON object")
-            params = parsed
-        elif content_type in (_FORM_TYPE, ""):
-            try:
-                text = raw.decode()
-            except UnicodeDecodeError as exc:
-                raise BadRequest("Request body is not valid UTF-8") from exc
-            # A repeated key keeps its last value; no Particle client repeats one.
-            params = dict(parse_qsl(text, keep_blank_values=True))
+    params: dict[str, Any] = {}
+    if content_type == _FORM_TYPE:
+        try:
+            form = await request.form()
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise BadRequest("Request body is not a valid form") from exc
+        # A repeated key keeps its last value; no Particle client repeats one.
+        params = dict(form.multi_items())
+    else:
+        raw = await request.body()
+        if not raw.strip():
+            pass
+        elif content_type == "application/json" or raw.lstrip().startswith(b"{"):
+            params = _json_object(raw)
+        elif content_type == "":
+            params = _form_without_type(raw)
         else:
             raise BadRequest(f"Unsupported request body type {content_type}")
     request.state.body_params = params
     return params
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        parsed = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadRequest("Request body is not valid JSON") from exc
+    if not isinstance(parsed, dict):
+        raise BadRequest("Request body must be a JSON object")
+    return parsed
+
+
+def _form_without_type(raw: bytes) -> dict[str, Any]:
+    """A body sent with no Content-Type that is no JSON: read as a urlencoded form (curl
+    -d without -H sends one)."""
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError as exc:
+        raise BadRequest("Request body is not valid UTF-8") from exc
+    return dict(parse_qsl(text, keep_blank_values=True))
 
 
 # Declared as security schemes so that /openapi.json documents how to authenticate; both

@@ -4,15 +4,19 @@ Entries live a few seconds: long enough to take the database off the per-request
 a thousand calls a second, short enough that a change made by another process (a token
 revoked or a device renamed with the CLI) shows within that time. Changes made through
 this process's API drop their entries at once.
+
+Expiry and the size bound are cachetools' ``TTLCache``; what it does not do, and this
+adds, is a single-flight loader.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
+
+from cachetools import TTLCache
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -24,18 +28,11 @@ class TtlCache(Generic[K, V]):
     ) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._clock = clock
-        self._entries: OrderedDict[K, tuple[float, V]] = OrderedDict()
+        self._entries: TTLCache[K, V] = TTLCache(max_entries, ttl_s, timer=clock)
         self._loading: dict[K, asyncio.Future[V | None]] = {}
 
     def get(self, key: K) -> V | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        if entry[0] < self._clock():
-            del self._entries[key]
-            return None
-        return entry[1]
+        return self._entries.get(key)
 
     async def get_or_load(self, key: K, load: Callable[[], Awaitable[V | None]]) -> V | None:
         """The cached value, or ``load()``'s; None results are not kept.
@@ -65,14 +62,11 @@ class TtlCache(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
-        self._entries[key] = (self._clock() + self.ttl_s, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._entries[key] = value
 
     def discard_where(self, stale: Callable[[K, V], bool]) -> None:
-        for key in [k for k, (_, v) in self._entries.items() if stale(k, v)]:
-            del self._entries[key]
+        for key in [k for k, v in self._entries.items() if stale(k, v)]:
+            self._entries.pop(key, None)
 
     def clear(self) -> None:
         self._entries.clear()

@@ -7,13 +7,14 @@ caller's device, shapes replies and leaves failures to the handlers in errors.py
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, field_validator
 
 from cyan.api.auth import ApiContext, Context, CurrentUser, body_params
-from cyan.api.errors import BadRequest
+from cyan.api.bodies import parse_body
 from cyan.api.flash import firmware_json, ota_json
 from cyan.api.shapes import (
     device_detail,
@@ -85,22 +86,30 @@ async def get_variable(
     return JSONResponse(variable_reply(record, live, name, value))
 
 
-def function_argument(params: dict[str, Any]) -> str:
-    """The argument of a function call; empty when none was given.
+class CallRequest(BaseModel):
+    """A function call's argument: JSON ``{"args": …}`` from particle-cli and api-js (the
+    key left out with no argument), form ``arg=…`` in the Particle docs' curl examples
+    (rest-api.md §3.2, §10 item 7)."""
 
-    particle-cli and api-js send JSON ``{"args": …}`` and omit the key with no argument;
-    the Particle docs' curl examples send form ``arg=…`` (rest-api.md §3.2, §10 item 7).
-    """
-    value = params.get("args", params.get("arg"))
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return json.dumps(value)
-    raise BadRequest("The function argument must be a string")
+    args: str | None = None
+    arg: str | None = None
+
+    @field_validator("args", "arg", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, int | float):
+            return json.dumps(value)
+        raise ValueError("The function argument must be a string")
+
+    @property
+    def argument(self) -> str:
+        """Empty when none was given."""
+        value = self.args if self.args is not None else self.arg
+        return value or ""
 
 
 @router.post("/{id_or_name}/{name}", summary="Call a function")
@@ -108,6 +117,6 @@ async def call_function(
     request: Request, context: Context, user: CurrentUser, id_or_name: str, name: str
 ) -> JSONResponse:
     record = await resolve_device(context, user, id_or_name)
-    argument = function_argument(await body_params(request))
+    argument = parse_body(CallRequest, await body_params(request)).argument
     return_value = await context.router.call_function(record.id, name, argument)
     return JSONResponse(function_reply(record, return_value))

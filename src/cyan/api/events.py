@@ -17,14 +17,14 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, field_validator
 
 from cyan.api.auth import ApiContext, Context, CurrentUser, body_params
+from cyan.api.bodies import parse_body
 from cyan.api.devices import resolve_device
-from cyan.api.errors import BadRequest
 from cyan.api.shapes import sse_event
 from cyan.bus import Scope, SubscriptionEnded
 from cyan.bus.events import CloudEvent
@@ -132,64 +132,75 @@ async def stream_device_prefix(
     )
 
 
-def _event_name(params: dict[str, Any]) -> str:
-    name = params.get("name")
-    if not isinstance(name, str) or not name:
-        raise BadRequest("Event name is required")
-    if len(name.encode()) > EVENT_NAME_BYTES:
-        raise BadRequest(f"Event name is longer than {EVENT_NAME_BYTES} bytes")
-    if "\n" in name or "\r" in name:
-        raise BadRequest("Event name must not contain line breaks")
-    return name
+class PublishRequest(BaseModel):
+    """POST /v1/devices/events, as JSON (particle-cli, api-js) or a form (curl -d)."""
 
+    # Validated even when missing, so that its absence gets Particle's sentence.
+    name: str = Field(default="", validate_default=True)
+    data: str | None = None
+    private: bool = True
+    ttl: int = DEFAULT_TTL_S
 
-def _event_data(params: dict[str, Any]) -> str | None:
-    data = params.get("data")
-    if data is None:
-        return None
-    # api-js passes ``data`` through JSON as given; keep non-strings as their JSON text.
-    text = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
-    if len(text.encode()) > MAX_EVENT_DATA_BYTES:
-        raise BadRequest(f"Event data is longer than {MAX_EVENT_DATA_BYTES} bytes")
-    return text
-
-
-def _is_private(params: dict[str, Any]) -> bool:
-    # Events are private unless the client says ``private: false``. particle-cli never sends
-    # the field and api-js only when asked (rest-api.md §3.2 `publish`, §4), and the real
-    # cloud has made every event private by default since public events were deprecated;
-    # a public default would put every `particle publish` on everyone's /v1/events.
-    value = params.get("private")
-    if value is None:
-        return True
-    if isinstance(value, bool):
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: object) -> str:
+        if not isinstance(value, str) or not value:
+            raise ValueError("Event name is required")
+        if len(value.encode()) > EVENT_NAME_BYTES:
+            raise ValueError(f"Event name is longer than {EVENT_NAME_BYTES} bytes")
+        if "\n" in value or "\r" in value:
+            raise ValueError("Event name must not contain line breaks")
         return value
-    if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
-        return value.lower() in ("true", "1")
-    raise BadRequest("private must be true or false")
 
+    @field_validator("data", mode="before")
+    @classmethod
+    def _data(cls, value: object) -> str | None:
+        if value is None:
+            return None
+        # api-js passes ``data`` through JSON as given; keep non-strings as their JSON text.
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        if len(text.encode()) > MAX_EVENT_DATA_BYTES:
+            raise ValueError(f"Event data is longer than {MAX_EVENT_DATA_BYTES} bytes")
+        return text
 
-def _ttl(params: dict[str, Any]) -> int:
-    value = params.get("ttl")
-    if value is None or value == "":
-        return DEFAULT_TTL_S
-    try:
-        ttl = int(value)
-    except (TypeError, ValueError):
-        ttl = -1
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()) or ttl < 0:
-        raise BadRequest("ttl must be a whole number of seconds")
-    return ttl
+    @field_validator("private", mode="before")
+    @classmethod
+    def _private(cls, value: object) -> bool:
+        # Events are private unless the client says ``private: false``. particle-cli never
+        # sends the field and api-js only when asked (rest-api.md §3.2 `publish`, §4), and
+        # the real cloud has made every event private by default since public events were
+        # deprecated; a public default would put every `particle publish` on everyone's
+        # /v1/events.
+        if value is None:
+            return True
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "false", "0"):
+            return value.lower() in ("true", "1")
+        raise ValueError("private must be true or false")
+
+    @field_validator("ttl", mode="before")
+    @classmethod
+    def _ttl(cls, value: object) -> int:
+        if value is None or value == "":
+            return DEFAULT_TTL_S
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError("ttl must be a whole number of seconds")
+        return value
 
 
 @router.post("/v1/devices/events", summary="Publish an event")
 async def publish_event(request: Request, context: Context, user: CurrentUser) -> JSONResponse:
-    params = await body_params(request)
+    body = parse_body(PublishRequest, await body_params(request))
     event = CloudEvent(
-        name=_event_name(params),
-        data=_event_data(params),
-        ttl=_ttl(params),
-        public=not _is_private(params),
+        name=body.name,
+        data=body.data,
+        ttl=body.ttl,
+        public=not body.private,
         published_at=datetime.now(UTC),
         device_id=None,
         owner_id=user.id,

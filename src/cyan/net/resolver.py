@@ -92,7 +92,11 @@ def parse_dns_choice(text: str) -> DnsServer | None:
 
 
 def system_dns_servers(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[DnsServer]:
-    """The nameservers this computer was given, as a device on the same network would be."""
+    """The nameservers this computer was given, as a device on the same network would be.
+
+    Read here, not with dnspython's Resolver(filename=…): that refuses the whole file for
+    one line it cannot parse ("nameserver 10.0.0.1:x"), and doctor needs the rest.
+    """
     try:
         lines = resolv_conf.read_text().splitlines()
     except OSError:

@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import NoDigestInfo
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.padding import PKCS7
 
 from cyan.protocol.errors import ProtocolError, Stage
 
@@ -99,9 +100,10 @@ class SessionCipher:
         self._iv = iv
 
     def seal(self, plaintext: bytes) -> bytes:
-        pad = AES_BLOCK - len(plaintext) % AES_BLOCK
+        padder = PKCS7(AES_BLOCK * 8).padder()
+        padded = padder.update(plaintext) + padder.finalize()
         encryptor = Cipher(self._algorithm, modes.CBC(self._iv)).encryptor()
-        ciphertext = encryptor.update(plaintext + bytes([pad]) * pad) + encryptor.finalize()
+        ciphertext = encryptor.update(padded) + encryptor.finalize()
         self._iv = ciphertext[:AES_BLOCK]
         return ciphertext
 
@@ -113,12 +115,15 @@ class SessionCipher:
         decryptor = Cipher(self._algorithm, modes.CBC(self._iv)).decryptor()
         plaintext = decryptor.update(ciphertext) + decryptor.finalize()
         self._iv = ciphertext[:AES_BLOCK]
-        pad = plaintext[-1]
         # A Photon only reads the last byte; we check all of them (as Node's OpenSSL does),
         # because a bad pad almost always means the IVs fell out of step.
-        if not 1 <= pad <= AES_BLOCK or plaintext[-pad:] != bytes([pad]) * pad:
-            raise ProtocolError(Stage.SESSION, "frame failed to decrypt (bad AES padding)")
-        return plaintext[:-pad]
+        unpadder = PKCS7(AES_BLOCK * 8).unpadder()
+        try:
+            return unpadder.update(plaintext) + unpadder.finalize()
+        except ValueError:
+            raise ProtocolError(
+                Stage.SESSION, "frame failed to decrypt (bad AES padding)"
+            ) from None
 
 
 # -- key serialisation ----------------------------------------------------------------------
