@@ -18,9 +18,10 @@ from typing import Any
 import httpx
 
 from cyan.device import PROFILES, DeviceOptions, VirtualDevice
+from cyan.driver import Driver
 from cyan.keydir import KeyStore
 from cyan.node import Node
-from cyan.protocol import DeviceConnection, crypto, messages
+from cyan.protocol import DeviceConnection, ProtocolError, crypto, messages
 from cyan.protocol.events import Event, ServerHelloReceived
 from cyan.settings import ADMIN_USERNAME, load_settings
 
@@ -161,19 +162,88 @@ async def running_cloud(
 # -- a device driven by hand over a raw socket ----------------------------------------------
 
 
-@dataclass
-class RawDevice:
-    """The device end of the core over asyncio streams, for tests that misbehave on purpose."""
+class _Bytes:
+    """A core that passes bytes through untouched: what a device sends before it has keys."""
 
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    connection: DeviceConnection | None = None
-    events: list[Event] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.received = bytearray()
+        self.outgoing = bytearray()
+
+    def receive_data(self, data: bytes) -> None:
+        self.received += data
+
+    def receive_eof(self) -> None:
+        pass
+
+    def data_to_send(self) -> bytes:
+        data, self.outgoing = bytes(self.outgoing), bytearray()
+        return data
+
+    def events_received(self) -> list[Event]:
+        return []
+
+
+class RawDevice:
+    """The device end of the core on the same ``Driver`` as everything else, stepped by hand
+    by tests that misbehave on purpose: raw bytes first, the real core after ``handshake``.
+
+    Every wait is on the connection itself (a read, the close), bounded by a timeout.
+    """
+
+    def __init__(self) -> None:
+        self._bytes = _Bytes()
+        self.driver = Driver(self._bytes, self)
+        self.connection: DeviceConnection | None = None
+        self.events: list[Event] = []
+        self.errors: list[ProtocolError] = []
+        self._changed = asyncio.Event()
+        self._closed = asyncio.Event()
 
     @classmethod
     async def open(cls, port: int) -> RawDevice:
-        reader, writer = await asyncio.open_connection(LOOPBACK, port)
-        return cls(reader, writer)
+        raw = cls()
+        await asyncio.get_running_loop().create_connection(lambda: raw.driver, LOOPBACK, port)
+        return raw
+
+    # -- the driver's Handler -------------------------------------------------------------
+
+    def connected(self, driver: Driver) -> None:
+        driver.on_read = self._changed.set
+
+    def event_received(self, event: Event) -> None:
+        self.events.append(event)
+
+    def failed(self, error: ProtocolError) -> None:
+        self.errors.append(error)
+
+    def closed(self, exc: Exception | None) -> None:
+        self._closed.set()
+        self._changed.set()
+
+    # -- stepping it ------------------------------------------------------------------------
+
+    async def _next_change(self, timeout_s: float) -> None:
+        # A read since the last wait counts, as unread bytes in a stream would.
+        await asyncio.wait_for(self._changed.wait(), max(timeout_s, 0.01))
+        self._changed.clear()
+
+    async def read_exactly(self, count: int, timeout_s: float = 5.0) -> bytes:
+        """The first ``count`` raw bytes the server sent (its nonce, before any core)."""
+        deadline = time.monotonic() + timeout_s
+        while len(self._bytes.received) < count:
+            if self._closed.is_set():
+                raise ConnectionError("server closed the connection")
+            await self._next_change(deadline - time.monotonic())
+        return bytes(self._bytes.received[:count])
+
+    def stop_answering(self) -> None:
+        """From now on nothing the server sends reaches the core, so no ping is answered."""
+        self.driver.discard_reads = True
+
+    def write(self, data: bytes) -> None:
+        """Bytes as they are, around the core."""
+        if self.driver.transport is not None:
+            self.driver.transport.write(data)
 
     async def handshake(
         self,
@@ -190,40 +260,38 @@ class RawDevice:
             random_bytes=os.urandom,
             clock=time.time,
         )
+        self.driver.core = self.connection
+        # What arrived before the core took over (the nonce) goes into it first.
+        if self._bytes.received:
+            self.driver.data_received(bytes(self._bytes.received))
         deadline = time.monotonic() + timeout_s
         while not any(isinstance(e, ServerHelloReceived) for e in self.events):
             await self.pump(deadline - time.monotonic())
 
+    def flush(self) -> None:
+        """Send what the test asked of the core (a subscribe, a describe)."""
+        self.driver.drive(lambda: None)
+
     async def pump(self, timeout_s: float = 5.0) -> None:
-        assert self.connection is not None
-        out = self.connection.data_to_send()
-        if out:
-            self.writer.write(out)
-        data = await asyncio.wait_for(self.reader.read(65536), max(timeout_s, 0.01))
-        if not data:
+        """Send what the core holds, then wait for the next bytes from the server."""
+        self.flush()
+        if self._closed.is_set():
             raise ConnectionError("server closed the connection")
-        self.connection.receive_data(data)
-        self.events += self.connection.events_received()
-        out = self.connection.data_to_send()
-        if out:
-            self.writer.write(out)
+        await self._next_change(timeout_s)
+        if self._closed.is_set() or self.errors:
+            raise ConnectionError("server closed the connection")
 
     async def closed_by_server(self, timeout_s: float = 5.0) -> bool:
-        """True once the server closes; everything it sends meanwhile is read and dropped."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            try:
-                data = await asyncio.wait_for(self.reader.read(65536), deadline - time.monotonic())
-            except TimeoutError:
-                return False
-            except ConnectionError:
-                return True
-            if not data:
-                return True
-        return False
+        """True once the server closes; everything it sends meanwhile is dropped."""
+        self.driver.discard_reads = True
+        try:
+            await asyncio.wait_for(self._closed.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
 
     def close(self) -> None:
-        self.writer.close()
+        self.driver.close()
 
 
 def failures_at(cloud: Cloud, stage: str) -> list[Any]:

@@ -54,9 +54,8 @@ async def test_short_handshake_then_close_is_nonce_stage(
 ) -> None:
     caplog.set_level(logging.INFO, "cyan.gateway")
     raw = await RawDevice.open(cloud.device_port)
-    assert len(await raw.reader.readexactly(40)) == 40
-    raw.writer.write(b"\x00" * 17)
-    await raw.writer.drain()
+    assert len(await raw.read_exactly(40)) == 40
+    raw.write(b"\x00" * 17)
     raw.close()
     await assert_stage(cloud, caplog, "nonce", "after 17 of the 256")
     assert await call_digitalread(cloud, good.device_id) == 0
@@ -68,8 +67,8 @@ async def test_random_handshake_block_is_decrypt_stage(
 ) -> None:
     caplog.set_level(logging.INFO, "cyan.gateway")
     raw = await RawDevice.open(cloud.device_port)
-    await raw.reader.readexactly(40)
-    raw.writer.write(os.urandom(256))
+    await raw.read_exactly(40)
+    raw.write(os.urandom(256))
     assert await raw.closed_by_server()
     await assert_stage(cloud, caplog, "handshake-decrypt", "does not")
     assert await call_digitalread(cloud, good.device_id) == 0
@@ -124,7 +123,7 @@ async def test_device_key_differs_from_registered(
 async def test_stalled_handshake_times_out(cloud: Cloud, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, "cyan.gateway")
     raw = await RawDevice.open(cloud.device_port)
-    await raw.reader.readexactly(40)
+    await raw.read_exactly(40)
     assert await raw.closed_by_server(timeout_s=5)
     await assert_stage(cloud, caplog, "timeout", "handshake not finished within 1 s")
 
@@ -159,7 +158,7 @@ async def test_bad_frame_after_handshake_closes_only_that_connection(
 ) -> None:
     caplog.set_level(logging.INFO, "cyan.gateway")
     raw, keystore = await _session(cloud, tmp_path)
-    raw.writer.write(frame)
+    raw.write(frame)
     assert await raw.closed_by_server()
     await assert_stage(cloud, caplog, "session", reason)
     assert failures_at(cloud, "session")[-1].device_id == keystore.device_id
@@ -172,8 +171,7 @@ async def test_truncated_frame_then_close_is_session_stage(
 ) -> None:
     caplog.set_level(logging.INFO, "cyan.gateway")
     raw, keystore = await _session(cloud, tmp_path)
-    raw.writer.write(b"\x00\x20" + b"\x01" * 5)
-    await raw.writer.drain()
+    raw.write(b"\x00\x20" + b"\x01" * 5)
     raw.close()
     await assert_stage(cloud, caplog, "session", "closed the connection")
     await eventually(lambda: cloud.node.router.live(keystore.device_id) is None, 5, "offline")

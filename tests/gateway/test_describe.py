@@ -150,7 +150,7 @@ async def test_device_os_5_names_its_release_in_the_hello_and_as_one_module(
         raw.connection.post_describe(
             DescribeFlags.SYSTEM, payloads.encode_description(None, None, {"p": 3, "m": [module]})
         )
-        raw.writer.write(raw.connection.data_to_send())
+        raw.flush()
         await eventually(
             lambda: bool((cloud.node.router.live(device.device_id) or live).modules), 5
         )

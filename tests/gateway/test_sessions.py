@@ -22,7 +22,7 @@ async def test_silent_device_is_pinged_then_dropped(tmp_path: Path) -> None:
         raw = await RawDevice.open(cloud.device_port)
         await raw.handshake(device.keys)
         await eventually(lambda: cloud.node.router.live(device.device_id) is not None, 5, "online")
-        # The raw device never reads again, so it answers no ping.
+        raw.stop_answering()
         await eventually(lambda: bool(failures_at(cloud, "keepalive-timeout")), 5, "keepalive")
         await eventually(lambda: cloud.node.router.live(device.device_id) is None, 5, "offline")
         response = await cloud.http.get(f"/v1/devices/{device.device_id}")

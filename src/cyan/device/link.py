@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cyan.driver import Driver, Timer, Timers
+from cyan.driver import Driver, Keepalive, TimerGroup, Timers
 from cyan.protocol import DeviceConnection, ProtocolError, Stage, messages
 from cyan.protocol.events import (
     DescribeRequested,
@@ -44,8 +44,16 @@ class DeviceLink:
         loop = asyncio.get_running_loop()
         self.ended: asyncio.Future[ProtocolError | None] = loop.create_future()
         self.hello = asyncio.Event()
-        self._timers: list[Timer] = []
-        self._ping_sent_at: float | None = None
+        self._group = TimerGroup(timers)
+        options = device.options
+        self._keepalive = Keepalive(
+            self._group,
+            self.driver,
+            core.ping,
+            self._silent,
+            idle_s=options.idle_ping_s,
+            timeout_s=options.ping_timeout_s,
+        )
         self._describe_answered = False
 
     # -- the driver's Handler -------------------------------------------------------------
@@ -92,9 +100,8 @@ class DeviceLink:
 
     def online(self) -> None:
         """Breathing cyan: start the keepalive and the heartbeat."""
-        options = self.device.options
-        self._at(options.idle_ping_s, self._keepalive_due)
-        if options.heartbeat_s is not None:
+        self._keepalive.start()
+        if self.device.options.heartbeat_s is not None:
             self._at(0.0, self._heartbeat_due)
 
     def after(self, delay_s: float, callback: Callable[[], None]) -> None:
@@ -102,9 +109,7 @@ class DeviceLink:
         self._at(delay_s, callback)
 
     def end(self, why: ProtocolError | None) -> None:
-        for timer in self._timers:
-            timer.cancel()
-        self._timers.clear()
+        self._group.cancel()
         if not self.ended.done():
             self.ended.set_result(why)
         self.driver.close()
@@ -113,28 +118,9 @@ class DeviceLink:
         self.driver.flush()
 
     def _at(self, delay_s: float, callback: Callable[[], None]) -> None:
-        if self.ended.done():
-            return
-        self._timers = [t for t in self._timers if not t.cancelled]
-        self._timers.append(self.timers.call_later(delay_s, callback))
+        self._group.at(delay_s, callback)
 
-    def _keepalive_due(self) -> None:
-        options = self.device.options
-        now = self.timers.clock()
-        quiet_since = self.driver.last_received
-        if now - quiet_since < options.idle_ping_s:
-            self._at(quiet_since + options.idle_ping_s - now, self._keepalive_due)
-            return
-        self._ping_sent_at = now
-        self.driver.drive(self.core.ping)
-        self._at(options.ping_timeout_s, self._ping_due)
-
-    def _ping_due(self) -> None:
-        sent = self._ping_sent_at
-        if sent is not None and self.driver.last_received >= sent:
-            self._ping_sent_at = None
-            self._keepalive_due()
-            return
+    def _silent(self) -> None:
         self.end(
             ProtocolError(
                 Stage.KEEPALIVE_TIMEOUT,

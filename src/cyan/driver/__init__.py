@@ -6,6 +6,16 @@ the tests. Timers of all connections share one ``Timers`` heap per process.
 """
 
 from cyan.driver.connection import Core, Driver, Handler
+from cyan.driver.keepalive import Keepalive, TimerGroup
 from cyan.driver.timers import Timer, Timers, process_timers
 
-__all__ = ["Core", "Driver", "Handler", "Timer", "Timers", "process_timers"]
+__all__ = [
+    "Core",
+    "Driver",
+    "Handler",
+    "Keepalive",
+    "Timer",
+    "TimerGroup",
+    "Timers",
+    "process_timers",
+]

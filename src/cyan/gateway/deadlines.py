@@ -7,10 +7,9 @@ on the heap if the device spoke meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from cyan.driver import Timer, Timers
+from cyan.driver import Keepalive, TimerGroup, Timers
 from cyan.protocol import ProtocolError, Stage, messages
 
 if TYPE_CHECKING:
@@ -23,32 +22,32 @@ DESCRIBE_AGAIN_FACTORS = (1, 5, 30)
 
 
 class SessionDeadlines:
-    __slots__ = ("_pending", "_ping_sent_at", "_session", "_settings", "_timers")
+    __slots__ = ("_group", "_keepalive", "_session", "_settings")
 
     def __init__(self, session: DeviceSession, timers: Timers, settings: GatewaySettings) -> None:
         self._session = session
-        self._timers = timers
         self._settings = settings
-        self._pending: list[Timer] = []
-        self._ping_sent_at: float | None = None
+        self._group = TimerGroup(timers)
+        self._keepalive = Keepalive(
+            self._group,
+            session.driver,
+            session.connection.ping,
+            self._silent,
+            idle_s=settings.idle_ping_s,
+            timeout_s=settings.ping_timeout_s,
+        )
 
     def connected(self) -> None:
-        self._at(self._settings.handshake_timeout_s, self._handshake_due)
+        self._group.at(self._settings.handshake_timeout_s, self._handshake_due)
 
     def online(self, describe_again: bool) -> None:
-        self._at(self._settings.idle_ping_s, self._keepalive_due)
+        self._keepalive.start()
         if describe_again:
             for factor in DESCRIBE_AGAIN_FACTORS:
-                self._at(self._settings.describe_again_s * factor, self._describe_due)
+                self._group.at(self._settings.describe_again_s * factor, self._describe_due)
 
     def cancel(self) -> None:
-        for timer in self._pending:
-            timer.cancel()
-        self._pending.clear()
-
-    def _at(self, delay_s: float, callback: Callable[[], None]) -> None:
-        self._pending = [t for t in self._pending if not t.cancelled]
-        self._pending.append(self._timers.call_later(delay_s, callback))
+        self._group.cancel()
 
     # -- when they fire -------------------------------------------------------------------
 
@@ -68,34 +67,16 @@ class SessionDeadlines:
             )
         )
 
-    def _keepalive_due(self) -> None:
-        session, settings = self._session, self._settings
-        if not session.is_online:
-            return
-        now = self._timers.clock()
-        quiet_since = session.driver.last_received
-        if now - quiet_since < settings.idle_ping_s:
-            self._at(quiet_since + settings.idle_ping_s - now, self._keepalive_due)
-            return
-        self._ping_sent_at = now
-        session.driver.drive(session.connection.ping)
-        self._at(settings.ping_timeout_s, self._ping_due)
-
-    def _ping_due(self) -> None:
-        session, settings = self._session, self._settings
-        if not session.is_online or self._ping_sent_at is None:
-            return
-        if session.driver.last_received >= self._ping_sent_at:  # it answered (or spoke)
-            self._ping_sent_at = None
-            self._keepalive_due()
-            return
-        session.fail(
-            ProtocolError(
-                Stage.KEEPALIVE_TIMEOUT,
-                f"no answer to our ping within {settings.ping_timeout_s:g} s "
-                f"after {settings.idle_ping_s:g} s of silence",
+    def _silent(self) -> None:
+        settings = self._settings
+        if self._session.is_online:
+            self._session.fail(
+                ProtocolError(
+                    Stage.KEEPALIVE_TIMEOUT,
+                    f"no answer to our ping within {settings.ping_timeout_s:g} s "
+                    f"after {settings.idle_ping_s:g} s of silence",
+                )
             )
-        )
 
     def _describe_due(self) -> None:
         session = self._session
