@@ -26,8 +26,9 @@ raw), and at 1000/s the load process sits at 100 % CPU and gets under 100 answer
 even from the bare endpoint. So raw is the default; both targets always get the same
 client.
 
-The devices are this package's light client (``bench.fleet.BenchDevice``), registered
-through ``Store.add_device`` on the node's database before the server starts.
+The devices are Cyan's own virtual device (``cyan.device.VirtualDevice``, wrapped by
+``bench.fleet.Member``), registered through ``store.devices.add`` on the node's database
+before the server starts.
 
 Back to back (--back-to-back N, 300; 100 with --quick; 0 skips it): one keep-alive
 connection, one call at a time, each sent when the last one's answer arrived, to a device

@@ -13,7 +13,7 @@ Figures (all timed in the load process with ``perf_counter``):
 - describe done after Hello: server Hello → the gateway's ACK of our describe response.
   Our device answers the describe request with a separate CON 2.05 (as Device OS 2.x
   does); the gateway writes its ACK in the same callback, with no await in between, in
-  which it stores the functions on the live device (gateway/session.py ``_run``), so the
+  which it stores the functions on the live device (gateway/session.py ``event_received``), so the
   ACK marks the moment the API lists the functions. Cross-checked at the end: the
   server's router must count N described devices, and GET /v1/devices/{id} of a few
   devices must list functions.
@@ -26,7 +26,7 @@ RSA alone allows. The figure is measured / bound. Target: ≥ 80 %.
 
 Shortcuts: RSA-1024 device keys cost ~10–30 ms each, so a pool (--keys, 200) is made and
 shared round-robin by the device ids; every id is registered with its key through
-``Store.add_device`` on the node's database before the server starts. The server's
+``store.devices.add`` on the node's database before the server starts. The server's
 handshake timeout is raised to the run's deadline so that a slow server shows up as a low
 rate, not as failures. The server logs at ERROR (``cyan serve`` logs each connect at INFO).
 A few warm-up devices connect and leave before the measurement. The load stops at a hard

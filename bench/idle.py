@@ -19,7 +19,7 @@ load (database pool connections, caches) cancels. Target: ≤ 10 KB per connecte
 
 Shortcuts: RSA-1024 device keys cost ~10–30 ms each, so a pool (--keys, 200) is made
 and shared round-robin by the device ids; every id is registered with its key through
-``Store.add_device`` on the node's database (one data directory for all sizes) before
+``store.devices.add`` on the node's database (one data directory for all sizes) before
 each server starts. Devices connect with at most --concurrency handshakes in flight so
 that none hits the server's handshake timeout. A few warm-up devices connect and leave
 before the 0-device sample, so that first-use costs (imports, SQL compilation caches)

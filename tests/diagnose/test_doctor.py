@@ -30,8 +30,6 @@ from tests.vectors import other_server_key
 # only our own DNS server is ever asked about it here.
 NO_SUCH_HOST = "photon-cloud.invalid"
 CLOUD_NAME = "cloud.cyan.invalid"
-# The gateway writes failures to the store in its sweep, every 0.5 s.
-SWEEP_S = 1.0
 CYAN = str(Path(sys.executable).parent / "cyan")  # the installed command, .venv/bin/cyan
 
 
@@ -86,7 +84,8 @@ async def test_a_registered_device_passes_every_stage(cloud: Cloud) -> None:
     )
     assert "breathe cyan" in row(checks, Step.HANDSHAKE).detail
     # Doctor said goodbye before hanging up: the server recorded no dropped connection.
-    await asyncio.sleep(SWEEP_S)
+    await eventually(lambda: not cloud.node.gateway.sessions, 10, "doctor's session closed")
+    await cloud.node.gateway.flush()
     assert await cloud.node.store.failures.for_device(device.device_id) == []
 
 
@@ -114,7 +113,7 @@ async def test_the_servers_record_of_a_failing_device_fails_with_its_cause(
     await eventually(
         lambda: device.status.last_error is not None, 10, "the device's failed attempt"
     )
-    await asyncio.sleep(SWEEP_S)  # the gateway writes failures in its sweep
+    await cloud.node.gateway.flush()  # what the sweep would write by itself
     checks = await run_doctor(
         DoctorOptions(
             host=LOOPBACK,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,8 +39,16 @@ async def unowned_device(cloud: Cloud) -> VirtualDevice:
     return device
 
 
-async def first_event(client: httpx.AsyncClient, path: str, timeout_s: float = 3.0) -> str | None:
+async def first_event(
+    client: httpx.AsyncClient,
+    path: str,
+    timeout_s: float = 3.0,
+    on_open: Callable[[], None] | None = None,
+) -> str | None:
     """The name of the first event on a stream within ``timeout_s``, or None.
+
+    ``on_open`` runs once the stream said ``:ok``: the server subscribes before that, so an
+    event published from then on is on the stream.
 
     The deadline is checked between lines (the test server sends a keep-alive every second)
     rather than by cancelling a read, which would leave the stream unable to close.
@@ -48,6 +57,8 @@ async def first_event(client: httpx.AsyncClient, path: str, timeout_s: float = 3
     async with client.stream("GET", path) as stream:
         assert stream.status_code == 200
         async for line in stream.aiter_lines():
+            if line == ":ok" and on_open is not None:
+                on_open()
             if line.startswith("event:"):
                 return line.partition(":")[2].strip()
             if asyncio.get_running_loop().time() > deadline:
@@ -116,13 +127,10 @@ async def test_claim_moves_a_connected_devices_events_to_its_new_owner(cloud: Cl
     await cloud.online(device)
     await cloud.http.post("/v1/devices", json={"id": device.device_id})
 
-    async def publish_soon() -> None:
-        await asyncio.sleep(0.5)
+    def publish() -> None:
         device.publish("after-claim", "x", public=False)
 
-    task = asyncio.create_task(publish_soon())
-    assert await first_event(cloud.http, "/v1/devices/events") == "after-claim"
-    await task
+    assert await first_event(cloud.http, "/v1/devices/events", on_open=publish) == "after-claim"
 
 
 async def test_claim_code_presented_by_the_device(cloud: Cloud) -> None:

@@ -31,10 +31,12 @@ async def test_silent_device_is_pinged_then_dropped(tmp_path: Path) -> None:
 
 
 async def test_answered_pings_keep_a_device_online(tmp_path: Path) -> None:
-    async with running_cloud(tmp_path, idle_ping_s=0.3, ping_timeout_s=0.5) as cloud:
+    async with running_cloud(tmp_path, idle_ping_s=0.3, ping_timeout_s=1.0) as cloud:
         device = await cloud.add_device()
         await cloud.online(device)
-        await asyncio.sleep(2.0)  # several ping rounds
+        (session,) = cloud.node.gateway.sessions
+        # An unanswered ping would end the session within 1.3 s, long before two rounds.
+        await eventually(lambda: session.pings_answered >= 2, 20, "two ping rounds")
         assert cloud.node.router.live(device.device_id) is not None
         assert not failures_at(cloud, "keepalive-timeout")
 

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from cyan.protocol import ProtocolError, ota
 from cyan.protocol.coap import CoapMessage
+from cyan.protocol.errors import UpdateBusy
 from cyan.protocol.events import (
     ChunkArrived,
     FunctionCallRequested,
@@ -23,7 +24,6 @@ from cyan.protocol.events import (
     UpdateDoneRequested,
     UpdateFinished,
 )
-from cyan.protocol.server import UpdateBusy
 from cyan.protocol.transfer import UpdateReceiver, UpdateState, UpdateTimeouts
 from tests.protocol.pair import Pair, of_type
 from tests.protocol.test_connection import connected

@@ -1,11 +1,20 @@
 """Every error the HTTP API sends, shaped the way Particle's clients read them.
 
     CyanError
-    └── ApiError                  a bad HTTP request: {"ok": false, "error": message}
-        ├── BadRequest            400
-        └── AuthError             401, OAuth-style body (the only 401s Cyan sends)
-            ├── TokenMissing      {"error": "invalid_request", ...}
-            └── TokenInvalid      {"error": "invalid_token", ...}
+    └── ApiError                    a refused request: {"ok": false, "error": message}
+        ├── BadRequest              400
+        ├── Forbidden               403, never 401 (see below)
+        ├── NotAvailable            400, a Particle feature this server does not offer
+        ├── TokenNotFound           404, DELETE of a token Cyan does not know
+        ├── SignupDisabled          403, POST /v1/users with sign-up off
+        ├── CredentialsRefused      401 + Basic challenge (legacy GET /v1/access_tokens)
+        ├── AuthError               401, OAuth-style body: no usable access token
+        │   ├── TokenMissing        {"error": "invalid_request", ...}
+        │   └── TokenInvalid        {"error": "invalid_token", ...}
+        └── OAuthError              POST /oauth/token refused (RFC 6749 §5.2 body)
+            ├── InvalidGrant        400 invalid_grant
+            ├── InvalidClient       401 invalid_client, the client failed to authenticate
+            └── UnsupportedGrantType 400 unsupported_grant_type
 
 ``cyan.cloud.errors.CloudError`` (device requests) maps through ``http_status`` to the same
 ``{"ok": false, "error": …}`` body. Unknown routes, request validation failures and

@@ -43,7 +43,16 @@ class Keepalive:
     ``ping`` is the core's method that queues the ping; the driver writes it.
     """
 
-    __slots__ = ("_driver", "_group", "_ping", "_sent_at", "idle_s", "silent", "timeout_s")
+    __slots__ = (
+        "_driver",
+        "_group",
+        "_ping",
+        "_sent_at",
+        "answered",
+        "idle_s",
+        "silent",
+        "timeout_s",
+    )
 
     def __init__(
         self,
@@ -62,6 +71,7 @@ class Keepalive:
         self.idle_s = idle_s
         self.timeout_s = timeout_s
         self._sent_at: float | None = None
+        self.answered = 0  # pings the peer answered (or talked over) in time
 
     def start(self) -> None:
         self._group.at(self.idle_s, self._quiet_due)
@@ -82,6 +92,7 @@ class Keepalive:
             return
         self._sent_at = None
         if self._driver.last_received >= sent:  # it answered, or said anything at all
+            self.answered += 1
             self._quiet_due()
             return
         self.silent()

@@ -49,6 +49,10 @@ class SessionDeadlines:
     def cancel(self) -> None:
         self._group.cancel()
 
+    @property
+    def pings_answered(self) -> int:
+        return self._keepalive.answered
+
     # -- when they fire -------------------------------------------------------------------
 
     def _handshake_due(self) -> None:

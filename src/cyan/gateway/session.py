@@ -307,6 +307,11 @@ class DeviceSession:
         return replace(self._live, last_heard=datetime.fromtimestamp(self.last_heard_at, UTC))
 
     @property
+    def pings_answered(self) -> int:
+        """Keepalive pings the device answered in time this session."""
+        return self._deadlines.pings_answered
+
+    @property
     def is_online(self) -> bool:
         return self._live is not None and not self._closing
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from cyan.cloud.errors import DeviceOffline, UpdateFailed, UpdateInProgress
 from cyan.cloud.types import FlashOptions, UpdateProgress
-from cyan.protocol.server import UpdateBusy
+from cyan.protocol.errors import UpdateBusy
 from cyan.protocol.transfer import UpdateSender, UpdateState
 
 if TYPE_CHECKING:

@@ -3,9 +3,8 @@
 No sockets, no asyncio, no clock of its own: callers inject randomness and time.
 """
 
-from cyan.protocol.connection import NoTokenFree
 from cyan.protocol.device import DeviceConnection
-from cyan.protocol.errors import ProtocolError, Stage
+from cyan.protocol.errors import NoTokenFree, ProtocolError, Stage
 from cyan.protocol.server import ServerConnection
 
 __all__ = ["DeviceConnection", "NoTokenFree", "ProtocolError", "ServerConnection", "Stage"]

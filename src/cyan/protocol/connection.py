@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from cyan.protocol import crypto
 from cyan.protocol.coap import CoapMessage, CoapType
-from cyan.protocol.errors import ProtocolError, Stage
+from cyan.protocol.errors import NoTokenFree, ProtocolError, Stage
 from cyan.protocol.events import Event, RequestKind
 from cyan.protocol.framing import FrameDecoder, encode_frame
 from cyan.protocol.handshake import RandomBytes, SessionMaterial
@@ -23,10 +23,6 @@ Clock = Callable[[], float]
 # Device-os has 960-byte messages at most; describes with module lists and 1 KB events fit.
 DEFAULT_MAX_FRAME_BYTES = 8192
 TOKEN_SPACE = 256  # tokens are one byte (protocol.md §4.2)
-
-
-class NoTokenFree(Exception):
-    """All 256 one-byte tokens wait for answers; the caller must try again later."""
 
 
 class SecureChannel:

@@ -28,6 +28,18 @@ class Stage(StrEnum):
     KEEPALIVE_TIMEOUT = "keepalive-timeout"
 
 
+class ConnectionBusy(CyanError):
+    """The connection cannot take this request now; it stays up, and the caller may retry."""
+
+
+class NoTokenFree(ConnectionBusy):
+    """All 256 one-byte tokens wait for answers (protocol.md §4.2)."""
+
+
+class UpdateBusy(ConnectionBusy):
+    """An update is already running on this connection."""
+
+
 class ProtocolError(CyanError):
     """A connection cannot go on. ``stage`` says where; the message says why."""
 

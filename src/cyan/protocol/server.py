@@ -7,7 +7,7 @@ from collections.abc import Callable
 from cyan.protocol import crypto, messages, ota, payloads
 from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
 from cyan.protocol.connection import DEFAULT_MAX_FRAME_BYTES, Clock, Connection
-from cyan.protocol.errors import ProtocolError, Stage
+from cyan.protocol.errors import ProtocolError, Stage, UpdateBusy
 from cyan.protocol.events import (
     DescribeReceived,
     DeviceIdentified,
@@ -31,10 +31,6 @@ from cyan.protocol.messages import MessageKind, classify
 from cyan.protocol.transfer import Resend, UpdateSender, UpdateState, UpdateTimeouts
 
 RequestBuilder = Callable[[int, bytes], CoapMessage]
-
-
-class UpdateBusy(Exception):
-    """An update is already running on this connection."""
 
 
 class ServerConnection(Connection):

@@ -30,7 +30,7 @@ class ClaimCodes:
     async def create(self, user_id: int, *, now: datetime | None = None) -> str:
         code = secrets.token_urlsafe(CLAIM_CODE_BYTES)
         created = now or datetime.now(UTC)
-        async with self._db.transaction("create_claim_code") as session:
+        async with self._db.transaction("claims.create") as session:
             session.add(
                 ClaimCode(
                     code_hash=_code_hash(code),
@@ -44,7 +44,7 @@ class ClaimCodes:
     async def redeem(self, code: str, device_id: str) -> int | None:
         """Give the device to the code's user; the user id, or None if the code is no good
         (unknown, spent, expired) or the device belongs to someone else."""
-        async with self._db.transaction("redeem_claim_code") as session:
+        async with self._db.transaction("claims.redeem") as session:
             claim = await session.get(ClaimCode, _code_hash(code.strip()), with_for_update=True)
             if claim is None or claim.device_id is not None:
                 return None

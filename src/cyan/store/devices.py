@@ -61,7 +61,7 @@ class Devices:
             await session.flush()
             return device.to_record()
 
-        return await self._db.retrying("add_device", work)
+        return await self._db.retrying("devices.add", work)
 
     async def set_key(self, device_id: str, public_key_der: bytes) -> None:
         device_id = device_id_or_error(device_id)
@@ -69,7 +69,7 @@ class Devices:
         async def work(session: AsyncSession) -> None:
             await self._put_key(session, device_id, public_key_der)
 
-        await self._db.retrying("set_device_key", work)
+        await self._db.retrying("devices.set_key", work)
 
     @staticmethod
     async def _put_key(session: AsyncSession, device_id: str, public_key_der: bytes) -> Device:
@@ -93,7 +93,7 @@ class Devices:
         lookup = lookup_id(device_id)
         if lookup is None:
             return None
-        async with self._db.transaction("device_key") as session:
+        async with self._db.transaction("devices.key") as session:
             key = await session.scalar(
                 sa.select(DeviceKey.public_key_der).where(DeviceKey.device_id == lookup)
             )
@@ -103,7 +103,7 @@ class Devices:
         lookup = lookup_id(device_id)
         if lookup is None:
             return None
-        async with self._db.transaction("get_device") as session:
+        async with self._db.transaction("devices.get") as session:
             device = await session.get(Device, lookup)
             return None if device is None else device.to_record()
 
@@ -112,7 +112,7 @@ class Devices:
         query = sa.select(Device)
         if owner_id is not None:
             query = query.where(Device.owner_id == owner_id)
-        async with self._db.transaction("find_device") as session:
+        async with self._db.transaction("devices.find") as session:
             lookup = lookup_id(id_or_name)
             if lookup is not None:
                 device = await session.scalar(query.where(Device.id == lookup))
@@ -130,7 +130,7 @@ class Devices:
         query = sa.select(Device).order_by(Device.name.is_(None), Device.name, Device.id)
         if owner_id is not None:
             query = query.where(Device.owner_id == owner_id)
-        async with self._db.transaction("list_devices") as session:
+        async with self._db.transaction("devices.all") as session:
             return [d.to_record() for d in await session.scalars(query)]
 
     async def claim(self, device_id: str, user_id: int) -> ClaimOutcome:
@@ -139,7 +139,7 @@ class Devices:
         lookup = lookup_id(device_id)
         if lookup is None:
             return ClaimOutcome.UNKNOWN
-        async with self._db.transaction("claim_device") as session:
+        async with self._db.transaction("devices.claim") as session:
             device = await session.get(Device, lookup, with_for_update=True)
             if device is None:
                 return ClaimOutcome.UNKNOWN
@@ -152,7 +152,7 @@ class Devices:
 
     async def release(self, device_id: str, user_id: int) -> bool:
         """Unclaim the user's device (its key stays, so it can be claimed again)."""
-        async with self._db.transaction("release_device") as session:
+        async with self._db.transaction("devices.release") as session:
             result = await session.execute(
                 sa.update(Device)
                 .where(Device.id == device_id.lower(), Device.owner_id == user_id)
@@ -167,7 +167,7 @@ class Devices:
         name: str | _Unchanged | None = UNCHANGED,
         notes: str | _Unchanged | None = UNCHANGED,
     ) -> DeviceRecord:
-        async with self._db.transaction("update_device") as session:
+        async with self._db.transaction("devices.update") as session:
             device = await session.get(Device, device_id.lower())
             if device is None:
                 raise StoreError(f"unknown device {device_id}")
@@ -181,7 +181,7 @@ class Devices:
 
     async def registration(self, device_id: str) -> Registration | None:
         """The device's public key and owner in one query: what a handshake needs."""
-        async with self._db.transaction("registration") as session:
+        async with self._db.transaction("devices.registration") as session:
             row = (
                 await session.execute(
                     sa.select(DeviceKey.public_key_der, Device.owner_id)
@@ -193,7 +193,7 @@ class Devices:
 
     async def all_registrations(self) -> dict[str, Registration]:
         """Every device's key and owner, for a gateway to hold in memory from the start."""
-        async with self._db.transaction("all_registrations") as session:
+        async with self._db.transaction("devices.all_registrations") as session:
             rows = await session.execute(
                 sa.select(DeviceKey.device_id, DeviceKey.public_key_der, Device.owner_id).join(
                     Device, Device.id == DeviceKey.device_id

@@ -1,4 +1,4 @@
-"""The one error the store raises on purpose."""
+"""The errors the store raises on purpose: ``StoreError`` and its kinds."""
 
 from __future__ import annotations
 
@@ -14,6 +14,10 @@ class StoreUnavailable(StoreError):
 
     Every other StoreError means the database refused this particular write.
     """
+
+
+class MigrationFailed(StoreError):
+    """Alembic could not bring the schema to head (e.g. a database from a newer Cyan)."""
 
 
 class AccountError(StoreError):

@@ -53,7 +53,7 @@ class Failures:
         ]
         devices = {row.device_id for row in rows if row.device_id}
         addresses = {row.remote_address for row in rows if row.device_id is None}
-        async with self._db.transaction("record_failures") as session:
+        async with self._db.transaction("failures.record") as session:
             session.add_all(rows)
             await session.flush()
             for device_id in devices:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from cyan.store.errors import StoreError
+from cyan.store.errors import MigrationFailed, StoreError
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -31,10 +31,6 @@ SCHEMA_HEAD = "0004"
 # Async drivers picked when a URL names only the database ("postgresql://...").
 DEFAULT_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 URL_FIX = "Use sqlite+aiosqlite:///path/to/cyan.db or postgresql+asyncpg://user:pass@host/db."
-
-
-class MigrationFailed(Exception):
-    """Alembic could not bring the schema to head."""
 
 
 def parse_url(url: str) -> URL:

@@ -64,7 +64,7 @@ class Presence:
         ]
         table = cast(sa.Table, Device.__table__)
         by_id = table.c.id == sa.bindparam("b_id")
-        async with self._db.transaction("record_sessions") as session:
+        async with self._db.transaction("presence.record_sessions") as session:
             # Core executemany through the session's connection: one round trip per kind.
             connection = await session.connection()
             if handshakes:
@@ -128,7 +128,7 @@ class Presence:
     ) -> None:
         device_id = device_id_or_error(device_id)
         aware(at, "at")
-        async with self._db.transaction("record_handshake") as session:
+        async with self._db.transaction("presence.record_handshake") as session:
             device = await self._existing_device(session, device_id)
             device.last_ip = ip
             device.last_handshake_at = at
@@ -151,7 +151,7 @@ class Presence:
             # A bare string is a Sequence[str] too; storing its letters would be wrong.
             raise StoreError("functions must be a sequence of names, not one string")
         check_variables(variables)
-        async with self._db.transaction("record_describe") as session:
+        async with self._db.transaction("presence.record_describe") as session:
             device = await self._existing_device(session, device_id)
             device.functions = list(functions)
             device.variables = dict(variables)
@@ -179,14 +179,14 @@ class Presence:
                 last_heard=sa.bindparam("b_heard", type_=UTCDateTime()),
             )
         )
-        async with self._db.transaction("record_presence") as session:
+        async with self._db.transaction("presence.record") as session:
             # Core executemany through the session's connection: the ORM's bulk
             # UPDATE would insist every id exists.
             connection = await session.connection()
             await connection.execute(statement, params)
 
     async def mark_all_offline(self) -> None:
-        async with self._db.transaction("mark_all_offline") as session:
+        async with self._db.transaction("presence.mark_all_offline") as session:
             await session.execute(
                 sa.update(Device).where(Device.online.is_(True)).values(online=False)
             )

@@ -21,7 +21,7 @@ from cyan.store import migrate
 from cyan.store.claims import ClaimCodes
 from cyan.store.database import Database, reason
 from cyan.store.devices import Devices
-from cyan.store.errors import StoreError
+from cyan.store.errors import MigrationFailed, StoreError
 from cyan.store.failures import Failures
 from cyan.store.presence import Presence
 from cyan.store.tokens import Tokens
@@ -55,7 +55,7 @@ class Store:
             ) from exc
         try:
             await migrate.upgrade(engine)
-        except (SQLAlchemyError, OSError, migrate.MigrationFailed) as exc:
+        except (SQLAlchemyError, OSError, MigrationFailed) as exc:
             await engine.dispose()
             raise StoreError(
                 f"cannot open database {shown}: {reason(exc)}",

@@ -40,8 +40,8 @@ def live_token() -> sa.ColumnElement[bool]:
 
 
 def token_hash(token: str) -> str:
-    # The digest store.py keeps for create_token (tests/store/test_accounts.py pins the two
-    # together: token_info finds the tokens create_token made).
+    # The one digest tokens are kept and found by (tests/store/test_store.py checks the
+    # stored row against SHA-256 of the token handed out).
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -67,7 +67,7 @@ class Tokens:
         if expires_at is not None:
             aware(expires_at, "expires_at")
         token = secrets.token_hex(20)
-        async with self._db.transaction("create_token") as session:
+        async with self._db.transaction("tokens.create") as session:
             if await session.get(User, user_id) is None:
                 raise StoreError(f"create_token: no user with id {user_id}")
             session.add(
@@ -82,7 +82,7 @@ class Tokens:
 
     async def user_for(self, token: str) -> UserRecord | None:
         """The token's user; None if the token is unknown, revoked or expired."""
-        async with self._db.transaction("user_for_token") as session:
+        async with self._db.transaction("tokens.user_for") as session:
             query = (
                 sa.select(User)
                 .join(AccessToken, User.id == AccessToken.user_id)
@@ -92,7 +92,7 @@ class Tokens:
             return None if user is None else user.to_record()
 
     async def revoke(self, token: str) -> bool:
-        async with self._db.transaction("revoke_token") as session:
+        async with self._db.transaction("tokens.revoke") as session:
             found = await session.get(AccessToken, token_hash(token))
             if found is None:
                 return False
@@ -108,14 +108,14 @@ class Tokens:
         )
         if user_id is not None:
             query = query.where(AccessToken.user_id == user_id)
-        async with self._db.transaction("list_tokens") as session:
+        async with self._db.transaction("tokens.all") as session:
             return [_token_record(row) for row in await session.scalars(query)]
 
     async def info(self, token: str) -> TokenRecord | None:
         """The token's record; None if unknown, revoked or expired."""
         # A lookup by the token's sha256, not a comparison of secrets: the query time
         # tells a prober about the hash, which does not help to find a token.
-        async with self._db.transaction("token_info") as session:
+        async with self._db.transaction("tokens.info") as session:
             row = await session.scalar(
                 sa.select(AccessToken).where(
                     AccessToken.token_hash == token_hash(token), live_token()
@@ -134,7 +134,7 @@ class Tokens:
             raise AccountError(
                 f"{token_id!r} is not a token id", fix="Copy the id from: cyan token list"
             )
-        async with self._db.transaction("revoke_token_id") as session:
+        async with self._db.transaction("tokens.revoke_id") as session:
             hashes = list(
                 await session.scalars(
                     sa.select(AccessToken.token_hash).where(

@@ -44,7 +44,7 @@ class Updates:
             chunks_resent=0,
             started_at=aware(at, "at"),
         )
-        async with self._db.transaction("begin_firmware_update") as session:
+        async with self._db.transaction("updates.begin") as session:
             session.add(row)
             await session.flush()
             return row.to_record()
@@ -61,7 +61,7 @@ class Updates:
         at: datetime,
     ) -> None:
         """Record how it ended; the binary is gone from the data directory by now."""
-        async with self._db.transaction("end_firmware_update") as session:
+        async with self._db.transaction("updates.end") as session:
             await session.execute(
                 sa.update(FirmwareUpdate)
                 .where(FirmwareUpdate.id == update_id)
@@ -77,7 +77,7 @@ class Updates:
             )
 
     async def latest(self, device_id: str) -> FirmwareUpdateRecord | None:
-        async with self._db.transaction("latest_firmware_update") as session:
+        async with self._db.transaction("updates.latest") as session:
             row = await session.scalar(
                 sa.select(FirmwareUpdate)
                 .where(FirmwareUpdate.device_id == device_id.lower())
@@ -89,7 +89,7 @@ class Updates:
     async def fail_unfinished(self, reason: str, at: datetime) -> list[FirmwareUpdateRecord]:
         """At start: updates a previous run left sending fail with ``reason``; returns them
         as they were (their binaries are the caller's to remove)."""
-        async with self._db.transaction("fail_unfinished_firmware_updates") as session:
+        async with self._db.transaction("updates.fail_unfinished") as session:
             rows = list(
                 await session.scalars(
                     sa.select(FirmwareUpdate).where(FirmwareUpdate.state == UpdateState.SENDING)

@@ -122,10 +122,10 @@ class Users:
                 await session.flush()
             return user.to_record()
 
-        return await self._db.retrying("ensure_user", work)
+        return await self._db.retrying("users.ensure", work)
 
     async def get(self, user_id: int) -> UserRecord | None:
-        async with self._db.transaction("get_user") as session:
+        async with self._db.transaction("users.get") as session:
             user = await session.get(User, user_id)
             return None if user is None else user.to_record()
 
@@ -136,7 +136,7 @@ class Users:
         key = username.casefold()
         password_hash = await _off_loop(functools.partial(_hasher.hash, secret))
         try:
-            async with self._db.transaction("add_user") as session:
+            async with self._db.transaction("users.add") as session:
                 if await session.scalar(sa.select(User.id).where(User.username_key == key)):
                     raise UserExists(
                         f"a user named {username} exists already",
@@ -155,7 +155,7 @@ class Users:
             raise
 
     async def _user_id(self, key: str) -> int | None:
-        async with self._db.transaction("find_user") as session:
+        async with self._db.transaction("users.find (id)") as session:
             found: int | None = await session.scalar(
                 sa.select(User.id).where(User.username_key == key)
             )
@@ -163,7 +163,7 @@ class Users:
 
     async def find(self, username: str) -> UserRecord | None:
         """By name, in any case."""
-        async with self._db.transaction("find_user") as session:
+        async with self._db.transaction("users.find") as session:
             user = await session.scalar(
                 sa.select(User).where(User.username_key == username.casefold())
             )
@@ -172,7 +172,7 @@ class Users:
     async def set_password(self, user_id: int, password: str) -> None:
         secret = _password_or_error(password)
         password_hash = await _off_loop(functools.partial(_hasher.hash, secret))
-        async with self._db.transaction("set_password") as session:
+        async with self._db.transaction("users.set_password") as session:
             user = await session.get(User, user_id)
             if user is None:
                 raise UnknownUser(f"no user with id {user_id}")
@@ -180,7 +180,7 @@ class Users:
 
     async def check_password(self, username: str, password: str) -> UserRecord | None:
         """The user if the password is theirs, else None; the same argon2 cost either way."""
-        async with self._db.transaction("check_password") as session:
+        async with self._db.transaction("users.check_password") as session:
             user = await session.scalar(
                 sa.select(User).where(User.username_key == username.casefold())
             )
@@ -196,7 +196,7 @@ class Users:
 
     async def _rehash(self, user_id: int, old_hash: str, secret: bytes) -> None:
         new_hash = await _off_loop(functools.partial(_hasher.hash, secret))
-        async with self._db.transaction("rehash_password") as session:
+        async with self._db.transaction("users.check_password (rehash)") as session:
             # Only if unchanged meanwhile: a password set since then must win.
             await session.execute(
                 sa.update(User)
@@ -205,7 +205,7 @@ class Users:
             )
 
     async def all(self) -> list[UserRecord]:
-        async with self._db.transaction("list_users") as session:
+        async with self._db.transaction("users.all") as session:
             users = await session.scalars(sa.select(User).order_by(User.username_key))
             return [user.to_record() for user in users]
 
@@ -215,6 +215,6 @@ class Users:
             sa.select(sa.func.count()).where(AccessToken.user_id == User.id, live).scalar_subquery()
         )
         query = sa.select(User, User.password_hash.is_not(None), tokens).order_by(User.username_key)
-        async with self._db.transaction("list_accounts") as session:
+        async with self._db.transaction("users.list_accounts") as session:
             rows = await session.execute(query)
             return [AccountRecord(user.to_record(), bool(has), int(n)) for user, has, n in rows]
