@@ -16,7 +16,7 @@ from pathlib import Path
 import uvicorn
 
 from cyan.api import create_app
-from cyan.api.diagnosis import ServerIdentity
+from cyan.api.auth import ServerIdentity
 from cyan.bus import EventBus
 from cyan.cloud.flash import Flasher
 from cyan.cloud.router import Router

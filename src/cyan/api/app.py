@@ -12,8 +12,7 @@ from fastapi import FastAPI
 
 from cyan import __version__
 from cyan.api import accounts, devices, diagnosis, events, manage
-from cyan.api.auth import ApiContext
-from cyan.api.diagnosis import ServerIdentity
+from cyan.api.auth import ApiContext, ServerIdentity
 from cyan.api.errors import install_error_handlers
 from cyan.bus import EventBus
 from cyan.cloud.flash import Flasher

@@ -23,13 +23,21 @@ from cyan.cloud.router import Router
 from cyan.settings import ApiSettings
 
 if TYPE_CHECKING:
-    from cyan.api.diagnosis import ServerIdentity
     from cyan.cloud.flash import Flasher
 from cyan.store import DeviceRecord, Store, UserRecord
 
 # See cache.py for why a few seconds.
 CACHE_TTL_S = 3.0
 CACHE_MAX_ENTRIES = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class ServerIdentity:
+    """What a device (or `cyan doctor`) needs to know this server by."""
+
+    public_key_pem: str
+    fingerprint: str
+    device_port: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ API: a "failures" there would shadow a device variable of that name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
@@ -22,15 +21,6 @@ from cyan.settings import ADMIN_USERNAME
 from cyan.store import DeviceRecord
 
 router = APIRouter(prefix="/cyan/v1", tags=["cyan"])
-
-
-@dataclass(frozen=True, slots=True)
-class ServerIdentity:
-    """What a device (or `cyan doctor`) needs to know this server by."""
-
-    public_key_pem: str
-    fingerprint: str
-    device_port: int
 
 
 @router.get("/server", summary="This server's public key and device port (no auth)")
