@@ -73,3 +73,32 @@ async def test_the_loop_runs_them_with_one_armed_handle() -> None:
 
     assert order == [1, 2]
     assert len(timers) == 0
+
+
+def test_every_wake_up_on_uvloop_finds_a_deadline_due() -> None:
+    # uvloop's clock counts whole milliseconds and may wake a little before a deadline;
+    # a heap that re-arms then spins (it woke about 48 times per callback).
+    import random
+
+    import uvloop
+
+    async def spread() -> tuple[int, int]:
+        timers = Timers()
+        done = asyncio.Event()
+        ran = [0]
+        count = 300
+
+        def one() -> None:
+            ran[0] += 1
+            if ran[0] == count:
+                done.set()
+
+        rng = random.Random(7)
+        for _ in range(count):
+            timers.call_later(rng.uniform(0.01, 0.5), one)
+        await asyncio.wait_for(done.wait(), 30)
+        return ran[0], timers.wakeups
+
+    ran, wakeups = uvloop.run(spread())
+    assert ran == 300
+    assert wakeups <= ran

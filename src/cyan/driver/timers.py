@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 
 Clock = Callable[[], float]
+# The coarsest event-loop clock in use (uvloop's: one millisecond).
+LOOP_RESOLUTION_S = 0.001
 
 
 class Timer:
@@ -84,7 +86,11 @@ class Timers:
         except RuntimeError:  # scheduled before a loop runs: armed by the next call_at
             self._armed_for = float("inf")
             return
-        delay = max(0.0, self._armed_for - self.clock())
+        # uvloop keeps time in whole milliseconds and may wake up to 1 ms before the
+        # deadline; nothing is due then, so the heap re-armed with a delay that rounds to
+        # 0 and spun (about 48 wake-ups per callback, measured). Arming a millisecond late
+        # makes every wake-up find its deadline due.
+        delay = max(0.0, self._armed_for - self.clock()) + LOOP_RESOLUTION_S
         self._armed = loop.call_later(delay, self._fire)
 
     def _fire(self) -> None:
