@@ -162,12 +162,11 @@ async def running_cloud(
 # -- a device driven by hand over a raw socket ----------------------------------------------
 
 
-class _Bytes:
-    """A core that passes bytes through untouched: what a device sends before it has keys."""
+class BytesCore:
+    """A core that keeps what arrives and sends nothing: a device before it has keys."""
 
     def __init__(self) -> None:
         self.received = bytearray()
-        self.outgoing = bytearray()
 
     def receive_data(self, data: bytes) -> None:
         self.received += data
@@ -176,11 +175,26 @@ class _Bytes:
         pass
 
     def data_to_send(self) -> bytes:
-        data, self.outgoing = bytes(self.outgoing), bytearray()
-        return data
+        return b""
 
     def events_received(self) -> list[Event]:
         return []
+
+
+def device_core(
+    keystore: KeyStore,
+    hello: messages.HelloInfo | None = None,
+    server_public: crypto.RsaPublicKey | None = None,
+) -> DeviceConnection:
+    """The device end of the core for ``keystore``, a Photon's Hello unless told."""
+    return DeviceConnection(
+        keystore.device_id,
+        keystore.device_key,
+        server_public or keystore.server.public_key,
+        hello or messages.HelloInfo(6, 1, 0x36, 6),
+        random_bytes=os.urandom,
+        clock=time.time,
+    )
 
 
 class RawDevice:
@@ -191,7 +205,7 @@ class RawDevice:
     """
 
     def __init__(self) -> None:
-        self._bytes = _Bytes()
+        self._bytes = BytesCore()
         self.driver = Driver(self._bytes, self)
         self.connection: DeviceConnection | None = None
         self.events: list[Event] = []
@@ -252,14 +266,7 @@ class RawDevice:
         timeout_s: float = 5.0,
         hello: messages.HelloInfo | None = None,
     ) -> None:
-        self.connection = DeviceConnection(
-            keystore.device_id,
-            keystore.device_key,
-            server_public or keystore.server.public_key,
-            hello or messages.HelloInfo(6, 1, 0x36, 6),
-            random_bytes=os.urandom,
-            clock=time.time,
-        )
+        self.connection = device_core(keystore, hello, server_public)
         self.driver.core = self.connection
         # What arrived before the core took over (the nonce) goes into it first.
         if self._bytes.received:

@@ -76,7 +76,7 @@ async def test_non_string_data_becomes_json_text(
     assert event.data == text
 
 
-@pytest.mark.parametrize(("ttl", "expected"), [(30, 30), ("120", 120), ("", 60), (0, 0)])
+@pytest.mark.parametrize(("ttl", "expected"), [(30, 30), ("120", 120), ("+5", 5), ("", 60), (0, 0)])
 async def test_ttl(
     client: httpx.AsyncClient, bus: EventBus, alice: Caller, ttl: object, expected: int
 ) -> None:
@@ -112,6 +112,7 @@ async def test_limits_accept_the_maximum(
         ({"name": "x", "private": 1}, "private must be true or false"),
         ({"name": "x", "ttl": "soon"}, "ttl must be a whole number of seconds"),
         ({"name": "x", "ttl": -1}, "ttl must be a whole number of seconds"),
+        ({"name": "x", "ttl": "-5"}, "ttl must be a whole number of seconds"),
         ({"name": "x", "ttl": 1.5}, "ttl must be a whole number of seconds"),
         ({"name": "x", "ttl": True}, "ttl must be a whole number of seconds"),
         ({"name": "x", "ttl": [1]}, "ttl must be a whole number of seconds"),

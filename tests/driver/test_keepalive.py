@@ -6,20 +6,7 @@ from cyan.driver import Driver, Keepalive, TimerGroup, Timers
 from cyan.protocol import ProtocolError
 from cyan.protocol.events import Event
 from tests.driver.test_timers import FakeClock
-
-
-class QuietCore:
-    def receive_data(self, data: bytes) -> None:
-        pass
-
-    def receive_eof(self) -> None:
-        pass
-
-    def data_to_send(self) -> bytes:
-        return b""
-
-    def events_received(self) -> list[Event]:
-        return []
+from tests.system import BytesCore
 
 
 class NoHandler:
@@ -43,7 +30,7 @@ class Peer:
         self.clock = FakeClock()
         self.timers = Timers(self.clock)
         self.group = TimerGroup(self.timers)
-        self.driver = Driver(QuietCore(), NoHandler(), clock=self.clock)
+        self.driver = Driver(BytesCore(), NoHandler(), clock=self.clock)
         self.pings: list[float] = []
         self.silent_at: list[float] = []
         self.keepalive = Keepalive(

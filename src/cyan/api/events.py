@@ -184,8 +184,11 @@ class PublishRequest(BaseModel):
     def _ttl(cls, value: object) -> int:
         if value is None or value == "":
             return DEFAULT_TTL_S
-        if isinstance(value, str) and value.strip().isdigit():
-            return int(value)
+        if isinstance(value, str):  # a form's text, read as int() reads it ("+5", " 5")
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError("ttl must be a whole number of seconds") from None
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:

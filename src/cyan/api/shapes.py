@@ -17,9 +17,6 @@ from cyan.cloud.types import LiveDevice, VariableValue
 from cyan.firmware.platforms import PHOTON
 from cyan.store import DeviceRecord
 
-# Photon (rest-api.md §6). A device that never sent its hello has no known platform; the
-# devices Cyan serves are Photons, P1s (8) and Cores (0), and the Photon is the common one.
-
 # SSE "coreid" for events published through the API rather than by a device; the real
 # cloud shows "api" there for POST /v1/devices/events.
 API_COREID = "api"
@@ -35,6 +32,9 @@ def iso(moment: datetime | None) -> str | None:
 
 
 def _platform_id(record: DeviceRecord, live: LiveDevice | None) -> int:
+    # A device that never sent its Hello has no known platform; the devices Cyan serves
+    # are Photons (6), P1s (8) and Cores (0), and the Photon is the common one (rest-api.md
+    # §6).
     if live is not None:
         return live.platform_id
     return record.platform_id if record.platform_id is not None else PHOTON

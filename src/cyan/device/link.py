@@ -102,11 +102,11 @@ class DeviceLink:
         """Breathing cyan: start the keepalive and the heartbeat."""
         self._keepalive.start()
         if self.device.options.heartbeat_s is not None:
-            self._at(0.0, self._heartbeat_due)
+            self._group.at(0.0, self._heartbeat_due)
 
     def after(self, delay_s: float, callback: Callable[[], None]) -> None:
         """Run ``callback`` in ``delay_s`` unless the connection has ended by then."""
-        self._at(delay_s, callback)
+        self._group.at(delay_s, callback)
 
     def end(self, why: ProtocolError | None) -> None:
         self._group.cancel()
@@ -116,9 +116,6 @@ class DeviceLink:
 
     def flush(self) -> None:
         self.driver.flush()
-
-    def _at(self, delay_s: float, callback: Callable[[], None]) -> None:
-        self._group.at(delay_s, callback)
 
     def _silent(self) -> None:
         self.end(
@@ -134,7 +131,7 @@ class DeviceLink:
         if interval is None:
             return
         device.publish("heartbeat", f'{{"uptime":{device.tinker.uptime_s}}}', public=False)
-        self._at(interval, self._heartbeat_due)
+        self._group.at(interval, self._heartbeat_due)
 
     def publish(self, info: messages.EventInfo) -> None:
         self.core.publish(info)
