@@ -66,6 +66,9 @@ class Flasher:
         self.directory = data_dir / UPDATES_DIR
         self.options = options or FlashOptions()
         self._running: dict[str, FlashJob] = {}
+        # Devices whose update is being set up (binary kept, row written) but not yet in
+        # _running: claimed before the first await, so two starts at once are one update.
+        self._starting: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sending: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[Callable[[FlashJob], None]] = []
@@ -97,7 +100,7 @@ class Flasher:
         self, device_id: str, owner_id: int | None, data: bytes, *, file_name: str, module: str
     ) -> FlashJob:
         """Keep the binary, record the update, tell the owner, and send it in the background."""
-        if device_id in self._running:
+        if device_id in self._running or device_id in self._starting:
             raise UpdateInProgress(
                 "An update is already in progress for this device",
                 fix="Wait for it to end: its state is in GET /v1/devices/ID (cyan_ota).",
@@ -107,16 +110,20 @@ class Flasher:
                 "Device is offline", fix="Flash it once it is breathing cyan again."
             )
         path = self.directory / f"{device_id}-{secrets.token_hex(4)}.bin"
-        await asyncio.to_thread(self._keep, path, data)
-        record = await self.store.updates.begin(
-            device_id,
-            file_name=file_name,
-            file_path=str(path),
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            module=module,
-            at=datetime.now(UTC),
-        )
+        self._starting.add(device_id)
+        try:
+            await asyncio.to_thread(self._keep, path, data)
+            record = await self.store.updates.begin(
+                device_id,
+                file_name=file_name,
+                file_path=str(path),
+                size=len(data),
+                sha256=hashlib.sha256(data).hexdigest(),
+                module=module,
+                at=datetime.now(UTC),
+            )
+        finally:
+            self._starting.discard(device_id)
         progress = UpdateProgress(UpdateState.BEGIN_SENT, 0, len(data), 0, None, None)
         job = FlashJob(record, owner_id, progress)
         self._running[device_id] = job

@@ -313,7 +313,9 @@ class DeviceSession:
 
     @property
     def is_online(self) -> bool:
-        return self._live is not None and not self._closing
+        # The driver's state too: a reset connection ends without an EOF and without fail(),
+        # and a request on it must be refused at once, not wait out its timeout.
+        return self._live is not None and not self._closing and not self.driver.closing
 
     async def flash(
         self, data: bytes, options: FlashOptions, on_progress: Callable[[UpdateProgress], None]
