@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -298,6 +300,13 @@ class RawDevice:
         return True
 
     def close(self) -> None:
+        self.driver.close()
+
+    def reset(self) -> None:
+        """Close with a TCP reset instead of a FIN (SO_LINGER with a zero timeout)."""
+        assert self.driver.transport is not None
+        sock = self.driver.transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.driver.close()
 
 

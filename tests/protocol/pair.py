@@ -10,13 +10,17 @@ from functools import lru_cache
 from typing import TypeVar
 
 from cyan.protocol import DeviceConnection, ServerConnection, crypto, keys, messages
-from cyan.protocol.events import DeviceIdentified, Event
+from cyan.protocol.events import DeviceIdentified, Event, HelloReceived, ServerHelloReceived
 from tests import vectors
 
 PHOTON_HELLO = messages.HelloInfo(
     product_id=6, product_firmware_version=3, flags=0x36, platform_id=6
 )
 FIXED_CLOCK = 1_700_000_000.0
+# Each conversation runs with every write delivered whole, byte by byte, and in 7-byte pieces.
+CHUNKS = [None, 1, 7]
+# An application describe as device-os builds it, without spaces (protocol.md §4.5).
+BODY = b'{"f":["brew","led"],"v":{"temp":9,"count":2,"on":1,"name":4}}'
 
 E = TypeVar("E", bound=Event)
 
@@ -43,6 +47,18 @@ def seeded_random(seed: int) -> Callable[[int], bytes]:
     return lambda n: bytes(rng.getrandbits(8) for _ in range(n))
 
 
+def scripted(*chunks: bytes) -> Callable[[int], bytes]:
+    """A random source that hands out ``chunks`` in order, each of the size asked for."""
+    queue = list(chunks)
+
+    def random_bytes(count: int) -> bytes:
+        chunk = queue.pop(0)
+        assert len(chunk) == count, f"asked for {count} random bytes, script has {len(chunk)}"
+        return chunk
+
+    return random_bytes
+
+
 def _default_registered_key() -> crypto.RsaPublicKey | None:
     return device_key(0).public_key()
 
@@ -64,6 +80,9 @@ class Pair:
         for _ in itertools.count():
             to_device, to_server = self.server.data_to_send(), self.device.data_to_send()
             if not to_device and not to_server:
+                # Events of calls that wrote nothing (a timed-out update, closed()).
+                self.server_events += self.server.events_received()
+                self.device_events += self.device.events_received()
                 return
             self.to_device += to_device
             self.to_server += to_server
@@ -131,3 +150,18 @@ def make_pair(
     server.start()
     registered = None if registered_index is None else device_key(registered_index).public_key()
     return Pair(server, device, registered_key=registered)
+
+
+def connected(
+    chunk: int | None = None, *, separate_responses: bool = True, clock_s: float | None = None
+) -> Pair:
+    """A pair past both Hellos, with the events of the handshake cleared."""
+    pair = make_pair(
+        separate_responses=separate_responses,
+        clock=None if clock_s is None else (lambda: clock_s),
+    )
+    pair.pump(chunk)
+    assert [type(e) for e in pair.server_events] == [DeviceIdentified, HelloReceived]
+    assert pair.take_server_events()[1] == HelloReceived(DEVICE_ID, PHOTON_HELLO)
+    assert ServerHelloReceived() in pair.take_device_events()
+    return pair

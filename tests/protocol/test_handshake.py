@@ -37,7 +37,7 @@ from cyan.protocol.handshake import (
     SessionMaterial,
 )
 from tests import vectors
-from tests.protocol.pair import DEVICE_ID, FIXED_CLOCK, PHOTON_HELLO, make_pair
+from tests.protocol.pair import DEVICE_ID, FIXED_CLOCK, PHOTON_HELLO, make_pair, scripted
 from tests.protocol.wire import (
     hmac_sha1,
     open_frames,
@@ -61,18 +61,6 @@ DEVICE_ID_BYTES = bytes.fromhex(DEVICE_ID)
 PHOTON_HELLO_PAYLOAD = bytes.fromhex("0006 0003 00 36 0006")
 
 RandomBytes = Callable[[int], bytes]
-
-
-def scripted(*chunks: bytes) -> RandomBytes:
-    """A random source that hands out ``chunks`` in order, each of the size asked for."""
-    queue = list(chunks)
-
-    def random_bytes(count: int) -> bytes:
-        chunk = queue.pop(0)
-        assert len(chunk) == count, f"asked for {count} random bytes, script has {len(chunk)}"
-        return chunk
-
-    return random_bytes
 
 
 def server_random(session: bytes = SESSION) -> RandomBytes:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cyan.protocol import ProtocolError, ota
-from cyan.protocol.coap import CoapMessage
-from cyan.protocol.errors import UpdateBusy
+from cyan.protocol import ProtocolError, messages, ota
+from cyan.protocol.coap import CoapCode, CoapMessage
+from cyan.protocol.errors import Stage, UpdateBusy
 from cyan.protocol.events import (
     ChunkArrived,
     FunctionCallRequested,
@@ -25,9 +25,8 @@ from cyan.protocol.events import (
     UpdateFinished,
 )
 from cyan.protocol.transfer import UpdateReceiver, UpdateState, UpdateTimeouts
-from tests.protocol.pair import Pair, of_type
-from tests.protocol.test_connection import connected
-from tests.protocol.wire import read_wire
+from tests.protocol.pair import Pair, connected, make_pair, of_type
+from tests.protocol.wire import acks_of, read_wire
 
 IMAGE = bytes(range(256)) * 9 + b"tail"  # 2308 bytes: 5 chunks of 512, the last one short
 QUICK = UpdateTimeouts(ready_s=1.0, answer_s=1.0, retries=2)
@@ -315,3 +314,87 @@ def test_the_receiver_lists_what_is_missing_in_order() -> None:
     assert receiver.missing(limit=1) == [1]
     assert not receiver.complete
     assert receiver.received_bytes == 12
+
+
+# -- the server's update calls at the edges -----------------------------------------------------
+
+
+def test_update_calls_without_an_update_send_and_report_nothing() -> None:
+    pair = connected()
+
+    pair.server.pump_update(0.0, max_chunks=8)
+    pair.server.abort_update("nothing to abort")
+    pair.server.closed()
+
+    assert pair.server.data_to_send() == b""
+    assert pair.server.events_received() == []
+    assert pair.server.update is None
+
+
+def test_an_update_cannot_start_before_the_handshake_ends() -> None:
+    pair = make_pair()
+
+    with pytest.raises(ProtocolError) as caught:
+        pair.server.start_update(b"x" * 10)
+
+    assert caught.value.stage is Stage.SESSION
+    assert (pair.server.update, pair.server.pending_requests) == (None, 0)
+    pair.pump()
+    pair.server.start_update(b"x" * 10)  # no UpdateBusy: the failed start left nothing behind
+
+
+def test_a_finished_update_ignores_pumps_aborts_closes_and_chunk_missed() -> None:
+    pair = connected()
+    sender = pair.server.start_update(b"x" * 100, chunk_bytes=16)
+    pair.pump()
+    (begin,) = of_type(pair.take_device_events(), UpdateBeginRequested)
+    pair.device.refuse_update(begin)
+    pair.pump()
+    (finished,) = of_type(pair.take_server_events(), UpdateFinished)
+    assert not finished.succeeded
+    failure = sender.failure
+
+    pair.server.pump_update(1000.0, max_chunks=8)
+    pair.server.abort_update("too late")
+    pair.server.closed()
+    assert pair.server.data_to_send() == b""
+    pair.device.send(CoapMessage.decode(bytes.fromhex("40 01 44 44 b1 63 ff 00 01")))
+    pair.pump()
+
+    assert pair.take_server_events() == []
+    assert (sender.state, sender.failure) == (UpdateState.FAILED, failure)
+    assert acks_of(read_wire(pair).server_sent, 0x4444) == [messages.empty_ack(0x4444)]
+    assert pair.server.pending_requests == 0
+
+
+def test_silence_after_update_done_resends_it_then_fails() -> None:
+    # answer_s 2 s, 2 retries: UpdateDone goes out 1 + 2 times, 2 s apart, then the update fails.
+    timeouts = UpdateTimeouts(ready_s=1.0, answer_s=2.0, retries=2)
+    pair = connected()
+    sender = pair.server.start_update(b"\x5a" * 40, chunk_bytes=16, timeouts=timeouts)
+    pair.pump()
+    (begin,) = of_type(pair.take_device_events(), UpdateBeginRequested)
+    pair.device.accept_update(begin, fast=True)
+    pair.pump()
+    pair.server.pump_update(0.0, max_chunks=8)  # three chunks, then UpdateDone
+    pair.pump()
+    events = pair.take_device_events()
+    for event in of_type(events, ChunkArrived):
+        pair.device.take_chunk(event)  # UpdateDoneRequested is never answered
+    assert sender.state is UpdateState.DONE_SENT
+
+    dones = []
+    for now in (0.5, 2.4, 2.5, 4.4, 4.5, 6.5):
+        pair.server.pump_update(now, max_chunks=8)
+        pair.pump()
+        done = [m for m in read_wire(pair).server_sent if m.code == CoapCode.PUT]
+        dones.append(len(done))
+
+    assert dones == [1, 1, 2, 2, 3, 3]
+    assert {m.token for m in done} == {bytes([begin.token])}
+    events += pair.take_device_events()
+    assert len(of_type(events, UpdateDoneRequested)) == 3
+    assert of_type(pair.take_server_events(), UpdateFinished) == [
+        UpdateFinished(False, "no answer from the device while waiting for the UpdateDone answer")
+    ]
+    assert pair.server.pending_requests == 0

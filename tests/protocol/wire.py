@@ -3,18 +3,28 @@
 RSA goes through ``cryptography`` directly and AES-CBC through its raw ``Cipher``
 with padding and IV chaining written out here from protocol.md §3, so a test can
 check what really crossed the wire rather than what one end believes it sent.
+
+Also here: helpers to pick messages out of a recorded session, CoAP vectors written by
+hand from protocol.md, and the hypothesis strategy for arbitrary CoAP messages.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ParamSpec, TypeVar
 
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from hypothesis import strategies as st
 
-from cyan.protocol.coap import CoapMessage
+from cyan.protocol.coap import CoapMessage, CoapType
+from cyan.protocol.errors import ProtocolError
 from tests.protocol.pair import Pair, device_key
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 BLOCK = 16
 NONCE_BYTES = 40
@@ -144,4 +154,71 @@ def read_wire(pair: Pair, device_private_key: rsa.RSAPrivateKey | None = None) -
         device_sent=[CoapMessage.decode(p) for p in device_plain],
         server_plaintexts=server_plain,
         device_plaintexts=device_plain,
+    )
+
+
+# -- picking messages out of a recorded session ------------------------------------------------
+
+ACK, CON, NON = CoapType.ACK, CoapType.CON, CoapType.NON
+
+
+def sent_after(wire_messages: list[CoapMessage], count: int) -> list[CoapMessage]:
+    return wire_messages[count:]
+
+
+def request_on_wire(wire: Wire, token: int) -> CoapMessage:
+    (request,) = [m for m in wire.server_sent if m.token == bytes([token]) and m.type is CON]
+    return request
+
+
+def acks_of(sent: list[CoapMessage], message_id: int) -> list[CoapMessage]:
+    return [m for m in sent if m.type is ACK and m.message_id == message_id]
+
+
+# -- CoAP vectors written by hand from protocol.md ---------------------------------------------
+
+MID = 0x1A2B
+MID_BYTES = b"\x1a\x2b"
+TOKEN = b"\x07"
+
+
+def h(text: str) -> bytes:
+    """Hex with spaces allowed, for vectors copied from protocol.md."""
+    return bytes.fromhex(text)
+
+
+def check_both_ways(message: CoapMessage, wire: bytes) -> None:
+    assert message.encode() == wire
+    assert CoapMessage.decode(wire) == message
+
+
+# -- hypothesis --------------------------------------------------------------------------------
+
+
+def outcome(function: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | ProtocolError:
+    """What ``function`` returns, or the ProtocolError it raises; anything else propagates."""
+    try:
+        return function(*args, **kwargs)
+    except ProtocolError as exc:
+        return exc
+
+
+_option_number = st.one_of(
+    st.sampled_from([1, 3, 4, 11, 12, 14, 15, 17, 35, 39, 60, 258, 2049]),
+    st.integers(0, 65804),
+)
+
+
+@st.composite
+def coap_messages(draw: st.DrawFn) -> CoapMessage:
+    options = draw(st.lists(st.tuples(_option_number, st.binary(max_size=300)), max_size=6))
+    # The encoder sorts by number (stably); a decoded message lists options in wire order.
+    options.sort(key=lambda option: option[0])
+    return CoapMessage(
+        draw(st.sampled_from(CoapType)),
+        draw(st.integers(0, 255)),
+        draw(st.integers(0, 0xFFFF)),
+        draw(st.binary(max_size=8)),
+        tuple(options),
+        draw(st.binary(max_size=300)),
     )
