@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cyan.cloud.router import Router
 from cyan.store import Store
 from tests.postgres import PostgresServer, PostgresUnavailable
 
@@ -63,6 +64,23 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         yield opened
     finally:
         await opened.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A store on a new SQLite file, for packages whose tests are not about the database
+    (they take it as ``store`` by asking for this one)."""
+    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'cyan.db'}")
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+@pytest.fixture
+def router() -> Router:
+    """A router with its default timeouts and nothing attached."""
+    return Router()
 
 
 # --------------------------------------------------------------------------

@@ -10,7 +10,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -113,15 +112,8 @@ def live_device(device_id: str = DEVICE_A) -> LiveDevice:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'cyan.db'}")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def router() -> Router:
-    return Router()
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 @pytest.fixture

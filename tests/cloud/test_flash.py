@@ -44,15 +44,8 @@ AT = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    opened = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'cyan.db'}")
-    yield opened
-    await opened.close()
-
-
-@pytest.fixture
-def router() -> Router:
-    return Router()
+def store(sqlite_store: Store) -> Store:
+    return sqlite_store
 
 
 @pytest.fixture

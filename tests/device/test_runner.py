@@ -5,16 +5,26 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from cyan.device import DeviceOptions, VirtualDevice
 from cyan.device.faults import closed_port
+from cyan.device.profiles import PROFILES
 from cyan.device.tinker import FUNCTIONS
+from cyan.driver import Driver, Timers
+from cyan.keydir import KeyStore
 from cyan.net.resolver import parse_dns_choice
-from cyan.protocol import Stage, crypto
+from cyan.protocol import ProtocolError, ServerConnection, Stage, crypto
+from cyan.protocol.events import DescribeReceived, DeviceIdentified, Event
 from tests.device.test_link import QUIET_GATEWAY, advance, connected, fake_clock_device
 from tests.dns import fake_dns
+from tests.driver.test_timers import FakeClock
+from tests.protocol.pair import server_key
 from tests.system import LOOPBACK, Cloud, eventually, failures_at, running_cloud
 
 STAGES = ["start", "connected", "session", "hello", "described"]
@@ -131,19 +141,15 @@ async def test_stalled_handshakes_time_out_then_it_connects(tmp_path: Path) -> N
         assert failures_at(cloud, "timeout")
 
 
-async def test_setup_runs_setup_after_s_after_the_connect(tmp_path: Path) -> None:
+async def test_setup_runs_once_the_first_describe_is_answered(tmp_path: Path) -> None:
     async with running_cloud(tmp_path, **QUIET_GATEWAY) as cloud:
-        device, clock = await fake_clock_device(
+        device, _clock = await fake_clock_device(
             cloud, heartbeat_s=None, setup_after_s=5.0, idle_ping_s=1000.0
         )
         await connected(cloud, device)
-        # The server's first describe came with its Hello, before the device was online:
-        # only the timer runs setup() on this connection.
-        assert not device.app.registered
-        assert advance(device, clock, 4.99) == 0
-        assert not device.app.registered
-        assert advance(device, clock, 0.01) == 1
-        assert device.app.registered
+        # The gateway asks for a describe right after the Hello: setup() follows its answer,
+        # long before setup_after_s (the fake clock never moves).
+        await eventually(lambda: device.app.registered, 10, "setup() after the describe")
 
         def listed() -> bool:
             live = cloud.node.router.live(device.device_id)
@@ -151,6 +157,80 @@ async def test_setup_runs_setup_after_s_after_the_connect(tmp_path: Path) -> Non
 
         # Device OS 2.x posts its describe once setup() ran, unasked.
         await eventually(listed, 10, "the posted describe")
+
+
+@dataclass
+class SilentServer:
+    """Shakes hands and says Hello, and never asks the device for a describe."""
+
+    device_key: crypto.RsaPublicKey
+    heard: list[Event] = field(default_factory=list)
+    driver: Driver | None = None
+
+    def connected(self, driver: Driver) -> None:
+        self.driver = driver
+        assert isinstance(driver.core, ServerConnection)
+        driver.drive(driver.core.start)
+
+    def event_received(self, event: Event) -> None:
+        self.heard.append(event)
+        if isinstance(event, DeviceIdentified):
+            assert self.driver is not None
+            assert isinstance(self.driver.core, ServerConnection)
+            self.driver.drive(self.driver.core.accept_device, self.device_key)
+
+    def failed(self, error: ProtocolError) -> None:
+        raise AssertionError(f"the device broke the protocol: {error}")
+
+    def closed(self, exc: Exception | None) -> None:
+        pass
+
+
+async def test_setup_runs_setup_after_s_after_the_connect_when_no_describe_comes(
+    tmp_path: Path,
+) -> None:
+    loop = asyncio.get_running_loop()
+    keystore = KeyStore.create(
+        tmp_path / "keys", server_key().public_key(), host=LOOPBACK, port=None
+    )
+    server = SilentServer(keystore.device_key.public_key())
+
+    def server_driver() -> Driver:
+        return Driver(
+            ServerConnection(server_key(), random_bytes=os.urandom, clock=time.time), server
+        )
+
+    listening = await loop.create_server(server_driver, LOOPBACK, 0)
+    port = listening.sockets[0].getsockname()[1]
+    clock = FakeClock()
+    options = DeviceOptions(
+        server=f"{LOOPBACK}:{port}",
+        profile=PROFILES["2.3.1"],
+        heartbeat_s=None,
+        setup_after_s=5.0,
+        idle_ping_s=1000.0,
+    )
+    device = VirtualDevice(keystore, options, timers=Timers(clock))
+    running = asyncio.create_task(device.run())
+    try:
+        await eventually(lambda: device.status.connected, 10, "connected")
+        assert not device.app.registered
+        assert advance(device, clock, 4.99) == 0
+        assert not device.app.registered
+        assert advance(device, clock, 0.01) == 1
+        assert device.app.registered
+
+        def posted() -> bool:
+            return any(
+                isinstance(e, DescribeReceived) and e.description.functions for e in server.heard
+            )
+
+        await eventually(posted, 10, "the describe posted after setup()")
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        listening.close()
+        await listening.wait_closed()
 
 
 async def test_a_claim_code_is_sent_after_the_handshake(tmp_path: Path) -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from cyan.gateway.writes import write_isolated
-from cyan.store import SessionUpdate, Store, StoreUnavailable
+from cyan.protocol import ProtocolError, Stage
+from cyan.store import ConnectionFailure, SessionUpdate, Store, StoreUnavailable
 from tests.system import eventually, running_cloud
 
 GOOD_A = "0123456789abcdef01234567"
@@ -87,3 +90,35 @@ async def test_a_device_with_an_empty_describe_leaves_every_devices_writes_worki
         empty_record = await cloud.node.store.devices.get(empty.device_id)
         assert empty_record is not None
         assert (empty_record.functions, empty_record.variables) == ((), {})
+
+
+async def test_a_flush_returns_only_once_what_an_earlier_flush_took_is_written(
+    tmp_path: Path,
+) -> None:
+    async with running_cloud(tmp_path) as cloud:
+        gateway, failures = cloud.node.gateway, cloud.node.store.failures
+        real_record = failures.record
+        entered, release = asyncio.Event(), asyncio.Event()
+        order: list[str] = []
+
+        async def held_record(batch: Sequence[ConnectionFailure]) -> None:
+            if not entered.is_set():  # the first batch waits, as on a slow disk
+                entered.set()
+                await release.wait()
+            await real_record(batch)
+            order.extend(f"written {failure.device_id}" for failure in batch)
+
+        failures.record = held_record  # type: ignore[method-assign,assignment]
+        gateway.record_failure(ProtocolError(Stage.HELLO, "first", device_id=GOOD_A), "192.0.2.1")
+        first = asyncio.create_task(gateway.flush())
+        await entered.wait()
+        gateway.record_failure(ProtocolError(Stage.HELLO, "second", device_id=GOOD_B), "192.0.2.1")
+        second = asyncio.create_task(gateway.flush())
+        second.add_done_callback(lambda _: order.append("second flush returned"))
+
+        # Without the lock the second flush writes its own batch and returns at once.
+        await asyncio.wait({second}, timeout=1.0)
+        release.set()
+        await asyncio.gather(first, second)
+
+        assert order == [f"written {GOOD_A}", f"written {GOOD_B}", "second flush returned"]

@@ -324,6 +324,19 @@ def test_a_second_server_hello_is_acked_when_confirmable_and_reported_once(
     assert acks == ([messages.empty_ack(0x2222)] if acked else [])
 
 
+def test_asking_the_time_before_the_handshake_fails_and_keeps_no_token() -> None:
+    pair = make_pair()
+
+    with pytest.raises(ProtocolError) as raised:
+        pair.device.request_time()
+
+    assert raised.value.stage is Stage.SESSION
+    assert pair.device.pending_requests == 0
+    pair.pump()
+    pair.device.request_time()  # after the handshake the first request goes out
+    assert pair.device.pending_requests == 1
+
+
 # -- responses from the server -----------------------------------------------------------------
 
 

@@ -374,6 +374,15 @@ def test_fast_chunks_go_out_in_order_up_to_the_limit() -> None:
     assert not sender.done_due()  # chunk 6 is still to go
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_a_limit_of_nothing_sends_nothing_in_either_mode(fast: bool) -> None:
+    # The gateway asks for 0 chunks while the socket's buffer is full.
+    sender = in_state(UpdateState.SENDING, fast=fast)
+
+    assert sender.next_chunks(0) == []
+    assert (sender.bytes_sent, sender.in_flight, sender.chunks_waiting) == (0, None, 7)
+
+
 def test_a_slow_chunk_answered_4_00_goes_out_again_first() -> None:
     sender = in_state(UpdateState.SENDING, fast=False)
     assert sender.next_chunks(1) == [0]
@@ -441,3 +450,19 @@ def test_missing_lists_at_most_40_by_default() -> None:
     receiver = UpdateReceiver(ota.UpdateParams(True, 1, 100), fast=True)
 
     assert receiver.missing() == list(range(40))
+
+
+@given(st.integers(1, 2000), st.integers(1, 64), st.sets(st.integers(0, 200)), st.booleans())
+def test_received_bytes_counts_the_file_bytes_the_stored_chunks_cover(
+    file_bytes: int, chunk_bytes: int, stored: set[int], fast: bool
+) -> None:
+    params = ota.UpdateParams(fast=fast, chunk_bytes=chunk_bytes, file_bytes=file_bytes)
+    receiver = UpdateReceiver(params, fast=fast)
+    kept = {index for index in stored if index < params.chunk_count}
+    for index in kept:
+        receiver.store(index, bytes(chunk_bytes))
+
+    covered = {
+        byte for index in kept for byte in range(index * chunk_bytes, (index + 1) * chunk_bytes)
+    }
+    assert receiver.received_bytes == len(covered & set(range(file_bytes)))

@@ -18,9 +18,8 @@ from starlette.datastructures import UploadFile
 
 from cyan.api.auth import ApiContext
 from cyan.api.errors import BadRequest, NotAvailable
-from cyan.api.shapes import iso
+from cyan.api.shapes import iso, platform_id_of
 from cyan.cloud.flash import FlashJob
-from cyan.cloud.types import LiveDevice
 from cyan.firmware import (
     MAX_BINARY_BYTES,
     FirmwareError,
@@ -31,7 +30,6 @@ from cyan.firmware import (
     system_version_name,
 )
 from cyan.firmware.layout import module_name
-from cyan.firmware.platforms import PHOTON
 from cyan.store import DeviceRecord, FirmwareUpdateRecord
 
 
@@ -50,7 +48,7 @@ async def flash_from_upload(
     if len(data) > MAX_BINARY_BYTES:
         raise BadRequest(f"The binary is larger than the {MAX_BINARY_BYTES} bytes a Photon takes")
     live = context.router.live(record.id)
-    platform_id = _platform(record, live)
+    platform_id = platform_id_of(record, live)
     try:
         module = parse_module(data)
         check_for_platform(module, platform_id)
@@ -78,12 +76,6 @@ def _one_binary(uploads: list[UploadFile]) -> UploadFile:
             "(particle compile photon --saveTo app.bin) and flash the binary"
         )
     return binaries[0]
-
-
-def _platform(record: DeviceRecord, live: LiveDevice | None) -> int:
-    if live is not None and live.platform_id:
-        return live.platform_id
-    return record.platform_id or PHOTON
 
 
 # -- what GET /v1/devices/{id} shows (fields Particle's clients ignore) ---------------------

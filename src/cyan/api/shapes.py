@@ -31,7 +31,8 @@ def iso(moment: datetime | None) -> str | None:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
-def _platform_id(record: DeviceRecord, live: LiveDevice | None) -> int:
+def platform_id_of(record: DeviceRecord, live: LiveDevice | None) -> int:
+    """The platform a device is (a Core is 0: only None means unknown)."""
     # A device that never sent its Hello has no known platform; the devices Cyan serves
     # are Photons (6), P1s (8) and Cores (0), and the Photon is the common one (rest-api.md
     # §6).
@@ -47,7 +48,7 @@ def _product_id(record: DeviceRecord, live: LiveDevice | None) -> int:
         return record.product_id
     # A device outside any product reports its platform id as product id, and the CLI
     # names the device type from product_id (rest-api.md §6).
-    return _platform_id(record, None)
+    return platform_id_of(record, None)
 
 
 def _system_version(record: DeviceRecord, live: LiveDevice | None) -> str | None:
@@ -73,7 +74,7 @@ def device_summary(record: DeviceRecord, live: LiveDevice | None) -> dict[str, A
             live.connected_at if live is not None else record.last_handshake_at
         ),
         "product_id": _product_id(record, live),
-        "platform_id": _platform_id(record, live),
+        "platform_id": platform_id_of(record, live),
         # The CLI fetches details only for connected devices, and reads either field.
         "connected": live is not None,
         "online": live is not None,

@@ -70,6 +70,7 @@ class DeviceLink:
         device = self.device
         if isinstance(event, SessionStarted):
             device.status.times["session"] = self.timers.clock()
+            device.session_started()
             device.stage("handshake", "fast blinking cyan", "keys exchanged, Hello sent")
         elif isinstance(event, ServerHelloReceived):
             device.status.times["hello"] = self.timers.clock()

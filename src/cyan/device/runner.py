@@ -232,7 +232,6 @@ class VirtualDevice:
     def _online(self, link: DeviceLink) -> None:
         self.status.connected = True
         self.status.connects += 1
-        self._setup_due = not self.app.registered
         self.stage("cloud", "breathing cyan", "connected")
         self._after_connect(link.core)
         link.flush()
@@ -241,7 +240,12 @@ class VirtualDevice:
             self.on_online()
         after = self.options.setup_after_s
         if self._setup_due and after is not None:
-            link.after(after, self.run_setup)
+            link.after(after, self.run_setup)  # no describe came first
+
+    def session_started(self) -> None:
+        """The handshake is done: from here the server's first describe runs setup() once
+        answered (it often arrives with the Hello, before ``_online`` runs)."""
+        self._setup_due = not self.app.registered and self.options.setup_after_s is not None
 
     def _after_connect(self, connection: DeviceConnection) -> None:
         """What Device OS sends unasked right after the Hello (protocol.md §7)."""

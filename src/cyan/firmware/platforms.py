@@ -15,10 +15,11 @@ from cyan.firmware.layout import CRC_BYTES, ModuleFunction, module_name
 from cyan.firmware.module import Module
 
 PHOTON, P1 = 6, 8
+CORE = 0  # the Spark Core: the TCP protocol too, its own flash map (not served here)
 # The biggest binary a Photon or P1 takes over the air: what Device OS announces in
 # spark/hardware/max_binary on connect (protocol.md §7).
 MAX_BINARY_BYTES = 2 * 1024 * 1024
-_OTHER_PLATFORM_NAMES = {0: "Core", 10: "Electron"}
+_OTHER_PLATFORM_NAMES = {CORE: "Core", 10: "Electron"}
 
 
 class ModuleStore(IntEnum):

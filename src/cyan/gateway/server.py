@@ -72,6 +72,9 @@ class Gateway:
         self._presence: dict[str, PresenceUpdate] = {}
         self._session_writes: dict[str, SessionUpdate] = {}
         self._failure_writes: deque[ConnectionFailure] = deque(maxlen=PENDING_FAILURES_MAX)
+        # One flush at a time: a flush that returns has written everything queued before it,
+        # including a batch the sweep's flush took and is still writing.
+        self._flush_lock = asyncio.Lock()
         # Registered keys and owners, so a handshake of a known device never waits on the
         # database; refreshed from the store whenever an entry could be stale (below).
         self._registrations: dict[str, Registration] = {}
@@ -271,6 +274,10 @@ class Gateway:
         (logged, then dropped) never holds back the others; only a store that cannot be
         reached keeps everything queued for the next sweep (and raises).
         """
+        async with self._flush_lock:
+            await self._write_queued()
+
+    async def _write_queued(self) -> None:
         sessions, self._session_writes = list(self._session_writes.values()), {}
         presence, self._presence = list(self._presence.values()), {}
         failures = list(self._failure_writes)

@@ -20,6 +20,7 @@ from cyan.protocol.handshake import RandomBytes, SessionMaterial
 from cyan.protocol.messages import empty_ack
 
 Clock = Callable[[], float]
+RequestBuilder = Callable[[int, bytes], CoapMessage]  # (message id, token) -> the request
 # Device-os has 960-byte messages at most; describes with module lists and 1 KB events fit.
 DEFAULT_MAX_FRAME_BYTES = 8192
 TOKEN_SPACE = 256  # tokens are one byte (protocol.md §4.2)
@@ -141,6 +142,14 @@ class Connection(ABC):
     def _next_id(self) -> int:
         self._message_id = (self._message_id + 1) & 0xFFFF
         return self._message_id
+
+    def _request(self, kind: RequestKind, build: RequestBuilder) -> int:
+        """Send a request that waits for an answer, and return its token."""
+        if self._channel is None:  # checked before a token is taken, so none leaks
+            raise ProtocolError(Stage.SESSION, "cannot send a request before the handshake ends")
+        token = self._allocate_token(kind)
+        self.send(build(self._next_id(), bytes([token])))
+        return token
 
     def _allocate_token(self, kind: RequestKind) -> int:
         if len(self._pending) >= TOKEN_SPACE:

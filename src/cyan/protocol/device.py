@@ -97,9 +97,7 @@ class DeviceConnection(Connection):
         self.send(messages.describe_post(self._next_id(), flags, body))
 
     def request_time(self) -> int:
-        token = self._allocate_token(RequestKind.TIME)
-        self.send(messages.time_request(self._next_id(), bytes([token])))
-        return token
+        return self._request(RequestKind.TIME, messages.time_request)
 
     def ping(self) -> None:
         self.send(messages.ping(self._next_id()))

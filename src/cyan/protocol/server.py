@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from cyan.protocol import crypto, messages, ota, payloads
 from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
 from cyan.protocol.connection import DEFAULT_MAX_FRAME_BYTES, Clock, Connection
@@ -29,8 +27,6 @@ from cyan.protocol.handshake import (
 )
 from cyan.protocol.messages import MessageKind, classify
 from cyan.protocol.transfer import Resend, UpdateSender, UpdateState, UpdateTimeouts
-
-RequestBuilder = Callable[[int, bytes], CoapMessage]
 
 
 class ServerConnection(Connection):
@@ -193,13 +189,6 @@ class ServerConnection(Connection):
         if self.update is not None and not self.update.finished:
             self.update.disconnected()
             self._end_update_if_over()
-
-    def _request(self, kind: RequestKind, build: RequestBuilder) -> int:
-        if self._channel is None:  # checked before a token is taken, so none leaks
-            raise ProtocolError(Stage.SESSION, "cannot send a request before the handshake ends")
-        token = self._allocate_token(kind)
-        self.send(build(self._next_id(), bytes([token])))
-        return token
 
     # -- what arrives ---------------------------------------------------------------------
 

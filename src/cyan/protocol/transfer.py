@@ -181,7 +181,7 @@ class UpdateSender:
 
     def next_chunks(self, limit: int) -> list[int]:
         """Up to ``limit`` chunk indices to send now (one at a time in slow mode)."""
-        if self.state is not UpdateState.SENDING:
+        if self.state is not UpdateState.SENDING or limit <= 0:
             return []
         if not self.fast:
             if self._in_flight is not None or not self._queue:
@@ -300,7 +300,13 @@ class UpdateReceiver:
 
     @property
     def received_bytes(self) -> int:
-        return min(sum(self._have) * self.params.chunk_bytes, self.params.file_bytes)
+        """Bytes of the file held so far: the last chunk counts only the file bytes it covers
+        (the sender pads it to a whole chunk on the wire)."""
+        size, whole = self.params.chunk_bytes, sum(self._have)
+        last = len(self._have) - 1
+        if last >= 0 and self._have[last]:
+            return (whole - 1) * size + (self.params.file_bytes - last * size)
+        return whole * size
 
     def image(self) -> bytes:
         return bytes(self._image[: self.params.file_bytes])
