@@ -110,11 +110,7 @@ class UpdateSender:
     @property
     def bytes_sent(self) -> int:
         """Bytes of the file sent at least once (resends not counted twice)."""
-        chunk, last = self.params.chunk_bytes, self.params.chunk_count - 1
-        whole = sum(self._sent) * chunk
-        if self._sent and self._sent[last]:
-            whole -= last * chunk + chunk - len(self.data)  # the last chunk's zero padding
-        return whole
+        return _file_bytes_in(self._sent, self.params)
 
     @property
     def finished(self) -> bool:
@@ -260,6 +256,16 @@ class UpdateSender:
             self.failure = why
 
 
+def _file_bytes_in(chunks: bytearray, params: UpdateParams) -> int:
+    """The file bytes the marked chunks (1 per chunk index) cover: the last chunk counts only
+    the bytes of the file it holds, not the zero padding that fills it on the wire."""
+    size, last = params.chunk_bytes, len(chunks) - 1
+    covered = sum(chunks) * size
+    if last >= 0 and chunks[last]:
+        covered -= (last + 1) * size - params.file_bytes
+    return covered
+
+
 class UpdateReceiver:
     """Device side: the file as it arrives, chunk by chunk."""
 
@@ -300,13 +306,8 @@ class UpdateReceiver:
 
     @property
     def received_bytes(self) -> int:
-        """Bytes of the file held so far: the last chunk counts only the file bytes it covers
-        (the sender pads it to a whole chunk on the wire)."""
-        size, whole = self.params.chunk_bytes, sum(self._have)
-        last = len(self._have) - 1
-        if last >= 0 and self._have[last]:
-            return (whole - 1) * size + (self.params.file_bytes - last * size)
-        return whole * size
+        """Bytes of the file held so far."""
+        return _file_bytes_in(self._have, self.params)
 
     def image(self) -> bytes:
         return bytes(self._image[: self.params.file_bytes])
