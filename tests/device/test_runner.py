@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -16,13 +13,14 @@ from cyan.device import DeviceOptions, VirtualDevice
 from cyan.device.faults import closed_port
 from cyan.device.profiles import PROFILES
 from cyan.device.tinker import FUNCTIONS
-from cyan.driver import Driver, Timers
+from cyan.driver import Timers
 from cyan.keydir import KeyStore
 from cyan.net.resolver import parse_dns_choice
-from cyan.protocol import ProtocolError, ServerConnection, Stage, crypto
-from cyan.protocol.events import DescribeReceived, DeviceIdentified, Event
+from cyan.protocol import Stage, crypto
+from cyan.protocol.events import DescribeReceived
 from tests.device.test_link import QUIET_GATEWAY, advance, connected, fake_clock_device
 from tests.dns import fake_dns
+from tests.driver.test_connection import Recorder, listen
 from tests.driver.test_timers import FakeClock
 from tests.protocol.pair import server_key
 from tests.system import LOOPBACK, Cloud, eventually, failures_at, running_cloud
@@ -159,49 +157,15 @@ async def test_setup_runs_once_the_first_describe_is_answered(tmp_path: Path) ->
         await eventually(listed, 10, "the posted describe")
 
 
-@dataclass
-class SilentServer:
-    """Shakes hands and says Hello, and never asks the device for a describe."""
-
-    device_key: crypto.RsaPublicKey
-    heard: list[Event] = field(default_factory=list)
-    driver: Driver | None = None
-
-    def connected(self, driver: Driver) -> None:
-        self.driver = driver
-        assert isinstance(driver.core, ServerConnection)
-        driver.drive(driver.core.start)
-
-    def event_received(self, event: Event) -> None:
-        self.heard.append(event)
-        if isinstance(event, DeviceIdentified):
-            assert self.driver is not None
-            assert isinstance(self.driver.core, ServerConnection)
-            self.driver.drive(self.driver.core.accept_device, self.device_key)
-
-    def failed(self, error: ProtocolError) -> None:
-        raise AssertionError(f"the device broke the protocol: {error}")
-
-    def closed(self, exc: Exception | None) -> None:
-        pass
-
-
 async def test_setup_runs_setup_after_s_after_the_connect_when_no_describe_comes(
     tmp_path: Path,
 ) -> None:
-    loop = asyncio.get_running_loop()
     keystore = KeyStore.create(
         tmp_path / "keys", server_key().public_key(), host=LOOPBACK, port=None
     )
-    server = SilentServer(keystore.device_key.public_key())
-
-    def server_driver() -> Driver:
-        return Driver(
-            ServerConnection(server_key(), random_bytes=os.urandom, clock=time.time), server
-        )
-
-    listening = await loop.create_server(server_driver, LOOPBACK, 0)
-    port = listening.sockets[0].getsockname()[1]
+    # Shakes hands and says Hello, and never asks the device for a describe.
+    server = Recorder(accepted_key=keystore.device_key.public_key())
+    listening, port = await listen(server)
     clock = FakeClock()
     options = DeviceOptions(
         server=f"{LOOPBACK}:{port}",
@@ -222,10 +186,11 @@ async def test_setup_runs_setup_after_s_after_the_connect_when_no_describe_comes
 
         def posted() -> bool:
             return any(
-                isinstance(e, DescribeReceived) and e.description.functions for e in server.heard
+                isinstance(e, DescribeReceived) and e.description.functions for e in server.events
             )
 
         await eventually(posted, 10, "the describe posted after setup()")
+        assert server.failures == []  # the device kept to the protocol throughout
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)

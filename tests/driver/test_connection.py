@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 
 from cyan.driver import Driver
-from cyan.protocol import DeviceConnection, ProtocolError, ServerConnection
+from cyan.protocol import DeviceConnection, ProtocolError, ServerConnection, crypto
 from cyan.protocol.events import (
     DeviceIdentified,
     Event,
@@ -24,8 +24,10 @@ DEVICE_ID = "0123456789abcdef01234567"
 
 @dataclass
 class Recorder:
-    """A handler that keeps what it heard, and accepts the device on the server's side."""
+    """A handler that keeps what it heard, and accepts the device on the server's side
+    (with ``accepted_key``; by default tests/protocol/pair.py's first device key)."""
 
+    accepted_key: crypto.RsaPublicKey | None = None
     events: list[Event] = field(default_factory=list)
     failures: list[ProtocolError] = field(default_factory=list)
     closed_with: list[Exception | None] = field(default_factory=list)
@@ -43,7 +45,8 @@ class Recorder:
         assert self.driver is not None
         if isinstance(event, DeviceIdentified):
             assert isinstance(self.driver.core, ServerConnection)
-            self.driver.drive(self.driver.core.accept_device, device_key(0).public_key())
+            key = self.accepted_key or device_key(0).public_key()
+            self.driver.drive(self.driver.core.accept_device, key)
         if isinstance(event, FunctionCallRequested):
             written = getattr(self.driver.transport, "writes", None)
             self.written_at_event.append(len(written) if written is not None else -1)
@@ -87,17 +90,23 @@ def said_hello(side: Recorder) -> bool:
     return any(isinstance(e, HelloReceived | ServerHelloReceived) for e in side.events)
 
 
-async def _pair(*, ack_apart: bool = True) -> tuple[Recorder, Recorder, asyncio.Server]:
-    loop = asyncio.get_running_loop()
-    server_side = Recorder()
-    device_side = Recorder()
+async def listen(server_side: Recorder) -> tuple[asyncio.Server, int]:
+    """A loopback server with tests/protocol/pair.py's server key, each connection a
+    ServerConnection on a Driver handled by ``server_side``; and its port."""
 
     def server_driver() -> Driver:
         core = ServerConnection(server_key(), random_bytes=os.urandom, clock=time.time)
         return Driver(core, server_side)
 
-    listening = await loop.create_server(server_driver, LOOPBACK, 0)
-    port = listening.sockets[0].getsockname()[1]
+    listening = await asyncio.get_running_loop().create_server(server_driver, LOOPBACK, 0)
+    return listening, listening.sockets[0].getsockname()[1]
+
+
+async def _pair(*, ack_apart: bool = True) -> tuple[Recorder, Recorder, asyncio.Server]:
+    loop = asyncio.get_running_loop()
+    server_side = Recorder()
+    device_side = Recorder()
+    listening, port = await listen(server_side)
     core = DeviceConnection(
         DEVICE_ID,
         device_key(0),
