@@ -141,3 +141,9 @@ async def test_status_calls_counts_every_call_that_reaches_it(tmp_path: Path) ->
         ]
         assert await asyncio.gather(*calls) == [0, 0, 0, 0]
         assert device.status.calls == 4
+
+
+@pytest.mark.parametrize(("share", "lost"), [(0.0, 0), (0.05, 5), (0.5, 50), (1.0, 100)])
+def test_lost_chunks_are_the_share_asked_for_every_time(share: float, lost: int) -> None:
+    updater = Updater(app_for("2.3.1").firmware, OtaFaults(drop_chunks=share), name="test")
+    assert sum(updater._chunk_lost() for _ in range(100)) == lost

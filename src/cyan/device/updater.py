@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import random
 from dataclasses import dataclass
 from enum import Enum
 
@@ -39,7 +38,9 @@ UPDATE_EVENTS = (UpdateBeginRequested, ChunkArrived, UpdateDoneRequested, Update
 
 @dataclass(frozen=True, slots=True)
 class OtaFaults:
-    drop_chunks: float = 0.0  # the share of chunks lost on the way, 0 to 1
+    # The share of chunks lost on the way, 0 to 1, spread evenly (0.05: every twentieth
+    # chunk to arrive), so a test of lost chunks always loses some.
+    drop_chunks: float = 0.0
     disconnect_during_ota: bool = False  # lose the connection halfway through the first update
     slow_ota: bool = False  # do not offer fast OTA: every chunk is answered
     # Once this many bytes are in, take no more chunks until ``Updater.release`` (a device
@@ -57,8 +58,8 @@ class Updater:
         self.firmware = firmware
         self.faults = faults
         self.name = name
-        # Seeded by the device, so a given device loses the same chunks each run.
-        self._random = random.Random(name)
+        # How much of a lost chunk the chunks so far have owed (faults.drop_chunks each).
+        self._loss_owed = 0.0
         self._disconnect_armed = faults.disconnect_during_ota
         self.last_params: UpdateParams | None = None  # what the last UpdateBegin announced
         # Chunks that arrived while held (faults.hold_at_bytes), in order; None: not holding.
@@ -118,7 +119,7 @@ class Updater:
             self._disconnect_armed = False
             log.warning("[%s] losing the connection halfway through the update", self.name)
             return UpdateOutcome.DISCONNECT
-        if self.faults.drop_chunks and self._random.random() < self.faults.drop_chunks:
+        if self._chunk_lost():
             if receiver.fast:
                 return None  # lost: it will be missing at UpdateDone
             # In slow mode the device answers every chunk: it arrived damaged.
@@ -126,6 +127,15 @@ class Updater:
             event = dataclasses.replace(event, chunk=damaged)
         connection.take_chunk(event)
         return None
+
+    def _chunk_lost(self) -> bool:
+        # Evenly rather than at random: a random 5% of 59 chunks is no chunk at all one
+        # time in twenty, and a fault that sometimes does not happen reproduces nothing.
+        self._loss_owed += self.faults.drop_chunks
+        if self._loss_owed < 1.0:
+            return False
+        self._loss_owed -= 1.0
+        return True
 
     def _done(
         self, connection: DeviceConnection, event: UpdateDoneRequested
