@@ -182,6 +182,10 @@ class BytesCore:
     def events_received(self) -> list[Event]:
         return []
 
+    @property
+    def backlog(self) -> bool:
+        return False
+
 
 def device_core(
     keystore: KeyStore,

@@ -51,6 +51,10 @@ class GatewaySettings:
     describe_again_s: float = 1.0
     # How long a call or read naming something new waits for the device's describe.
     describe_timeout_s: float = 5.0
+    # Subscriptions one connection may hold; more are refused and counted. Device OS keeps 4
+    # event handlers on a Photon (Particle's docs, Particle.subscribe()), later releases a
+    # dozen or so; without a cap one device could make every event's routing slower.
+    max_subscriptions: int = 20
 
 
 @dataclass(frozen=True, slots=True)

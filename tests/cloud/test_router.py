@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cyan.bus.events import CloudEvent
 from cyan.cloud import (
@@ -573,3 +575,30 @@ async def test_requests_reach_a_real_device_until_it_goes(cloud: Cloud) -> None:
     await eventually(lambda: router.live(device.device_id) is None, 5, "the device offline")
     with pytest.raises(DeviceOffline):
         await router.call_function(device.device_id, "digitalwrite", "D7,HIGH")
+
+
+# Few letters, so generated prefixes and names often start alike.
+_TEXT = st.text(alphabet="ab/", max_size=6)
+
+
+@given(
+    st.lists(st.tuples(st.sampled_from([DEVICE, OTHER, THIRD]), _TEXT), max_size=12),
+    st.lists(_TEXT, min_size=1, max_size=6),
+)
+def test_an_event_reaches_exactly_the_devices_with_a_prefix_of_its_name(
+    subscriptions: list[tuple[str, str]], event_names: list[str]
+) -> None:
+    router = Router()
+    links = {device_id: FakeLink(live_device(device_id)) for device_id in (DEVICE, OTHER, THIRD)}
+    for device_id, link in links.items():
+        router.attach(device_id, link)
+    for device_id, prefix in subscriptions:
+        router.subscribe(device_id, prefix)
+
+    for name in event_names:
+        router.publish(event(name, public=True))
+
+    for device_id, link in links.items():
+        prefixes = [prefix for who, prefix in subscriptions if who == device_id]
+        expected = [name for name in event_names if any(name.startswith(p) for p in prefixes)]
+        assert names(link) == expected

@@ -9,13 +9,16 @@ from dataclasses import dataclass, field
 
 from cyan.driver import Driver
 from cyan.protocol import DeviceConnection, ProtocolError, ServerConnection, crypto
+from cyan.protocol.connection import FRAMES_PER_STEP
 from cyan.protocol.events import (
     DeviceIdentified,
     Event,
+    EventPublished,
     FunctionCallRequested,
     HelloReceived,
     ServerHelloReceived,
 )
+from cyan.protocol.messages import EventInfo
 from tests.protocol.pair import PHOTON_HELLO, device_key, server_key
 from tests.system import LOOPBACK
 
@@ -174,3 +177,53 @@ async def test_the_ack_goes_out_before_the_events_are_handled_unless_coalesced()
     # Device OS writes its empty ACK on its own, before the answer (protocol.md §7.1).
     assert await _call_once(ack_apart=True) == [1]
     assert await _call_once(ack_apart=False) == [0]
+
+
+async def test_a_flood_in_one_read_is_handled_a_batch_per_loop_turn_with_reading_paused() -> None:
+    server_side, device_side, listening = await _pair()
+    try:
+        await server_side.until(lambda: said_hello(server_side))
+        device, server = device_side.driver, server_side.driver
+        assert device is not None
+        assert server is not None
+        assert server.transport is not None
+        assert isinstance(device.core, DeviceConnection)
+        count = 10 * FRAMES_PER_STEP + 5
+        for index in range(count):
+            device.core.publish(EventInfo(f"flood/{index}", None, 60, public=False))
+        reading: list[bool] = []
+        turns = 0
+
+        def published(event: Event) -> bool:
+            return isinstance(event, EventPublished)
+
+        def count_turn() -> None:
+            nonlocal turns
+            turns += 1
+            if len(list(filter(published, server_side.events))) < count:
+                asyncio.get_running_loop().call_soon(count_turn)
+
+        original = server_side.event_received
+
+        def noting(event: Event) -> None:
+            if published(event):
+                assert server.transport is not None
+                reading.append(server.transport.is_reading())
+            original(event)
+
+        server_side.event_received = noting  # type: ignore[method-assign]
+        # All of it at once, as one 256 KB read brings it (TCP could split a real write).
+        asyncio.get_running_loop().call_soon(count_turn)
+        server.data_received(device.core.data_to_send())
+
+        await server_side.until(lambda: len(reading) == count)
+        names = [e.event.name for e in server_side.events if isinstance(e, EventPublished)]
+        assert names == [f"flood/{index}" for index in range(count)]  # none lost, in order
+        assert reading[:FRAMES_PER_STEP] == [True] * FRAMES_PER_STEP
+        assert reading[FRAMES_PER_STEP:] == [False] * (count - FRAMES_PER_STEP)
+        assert turns >= 10  # the loop ran other callbacks between the batches
+        assert server.transport.is_reading()  # and reads again once the backlog is done
+        assert server_side.failures == []
+    finally:
+        listening.close()
+        await listening.wait_closed()

@@ -349,3 +349,34 @@ async def test_set_owner_moves_the_devices_events_to_the_new_owner(tmp_path: Pat
         await settle(raw)
         assert [e.owner_id for e in heard if e.name == "test/owned"] == [77]
         raw.close()
+
+
+async def test_subscriptions_over_the_cap_are_refused_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with gateway_rig(tmp_path, max_subscriptions=3) as rig:
+        flooder, session = await rig.online()
+        assert flooder.connection is not None
+        with caplog.at_level(logging.WARNING, logger="cyan.gateway"):
+            for index in range(10):
+                flooder.connection.subscribe(f"flood/{index}", my_devices=False)
+            await settle(flooder)
+
+        assert [s.prefix for s in session.requests.subscriptions] == [
+            "flood/0",
+            "flood/1",
+            "flood/2",
+        ]
+        assert session.requests.refused_subscriptions == 7
+        assert len([r for r in caplog.records if "refusing" in r.getMessage()]) == 1
+        # The device stays connected, and what it holds still delivers.
+        sender, _ = await rig.online()
+        assert sender.connection is not None
+        for name in ("flood/9", "flood/2/x"):
+            sender.connection.publish(messages.EventInfo(name, b"1", 60, public=True))
+        await settle(sender)
+        await settle(flooder)
+        delivered = [e.event.name for e in flooder.events if isinstance(e, EventDelivered)]
+        assert delivered == ["flood/2/x"]
+        flooder.close()
+        sender.close()

@@ -90,6 +90,8 @@ class Pair:
                 step = chunk or max(len(data), 1)
                 for i in range(0, len(data), step):
                     end.receive_data(data[i : i + step])
+                    while end.backlog:  # as the driver does: the rest before more bytes
+                        end.receive_data(b"")
             self.server_events += self.server.events_received()
             self.device_events += self.device.events_received()
             if (

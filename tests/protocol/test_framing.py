@@ -140,3 +140,26 @@ def test_any_split_of_any_frames_gives_the_same_frames(
 
     assert out == frames
     assert decoder.buffered == 0
+
+
+@given(st.integers(1, 5), st.integers(0, len(STREAM)))
+def test_a_limit_takes_frames_in_order_and_leaves_the_rest_ready(limit: int, cut: int) -> None:
+    decoder = FrameDecoder(LIMIT)
+    taken = decoder.feed(STREAM[:cut], limit)
+    while decoder.ready:
+        more = decoder.feed(b"", limit)
+        assert 0 < len(more) <= limit
+        taken += more
+    taken += decoder.feed(STREAM[cut:])
+
+    assert taken == FRAMES
+    assert not decoder.ready
+    assert decoder.buffered == 0
+
+
+def test_a_bad_length_counts_as_ready_so_that_the_next_feed_raises_it() -> None:
+    decoder = FrameDecoder(LIMIT)
+    assert decoder.feed(STREAM[:18] + b"\x00\x05", 1) == [FRAMES[0]]
+    assert decoder.ready
+    with pytest.raises(ProtocolError, match="multiple of 16"):
+        decoder.feed(b"", 1)

@@ -197,9 +197,13 @@ class Router:
                 log.exception("event listener failed for %s", event.name)
         if event.device_id is not None and event.name.startswith(SYSTEM_EVENT_PREFIXES):
             return
+        # Look up each beginning of the name (at most its length + 1, 64 bytes or so), not
+        # each prefix anyone subscribed to: the cost does not grow with the subscriptions.
         targets: set[str] = set()
-        for prefix, device_ids in self._subscribers.items():
-            if event.name.startswith(prefix):
+        name, subscribers = event.name, self._subscribers
+        for end in range(len(name) + 1):
+            device_ids = subscribers.get(name[:end])
+            if device_ids:
                 targets |= device_ids
         targets.discard(event.device_id or "")
         for device_id in targets:

@@ -42,6 +42,10 @@ class NonceProbe:
         events, self._events = self._events, []
         return events
 
+    @property
+    def backlog(self) -> bool:
+        return False
+
 
 class ConnectionWatch:
     """The handler: ``nonce`` and ``hello`` resolve as the handshake gets there; ``ended``

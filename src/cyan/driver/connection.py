@@ -34,6 +34,11 @@ class Core(Protocol):
 
     def events_received(self) -> list[Event]: ...
 
+    @property
+    def backlog(self) -> bool:
+        """Received bytes wait that the last ``receive_data`` left for a later call."""
+        ...
+
 
 class Handler(Protocol):
     """Who owns the connection: the gateway's session, a virtual device, doctor, a test."""
@@ -100,6 +105,9 @@ class Driver(asyncio.Protocol):
         if self.discard_reads:
             return
         self.last_received = self._clock()
+        self._take(data)
+
+    def _take(self, data: bytes) -> None:
         core = self.core
         try:
             core.receive_data(data)
@@ -108,8 +116,23 @@ class Driver(asyncio.Protocol):
             self._dispatch()
         except ProtocolError as error:
             self._fail(error)
-        if self.on_read is not None:
-            self.on_read()
+            return
+        finally:
+            if self.on_read is not None:
+                self.on_read()
+        if core.backlog and self.transport is not None and not self.closing:
+            # A flood in one read: stop reading this socket (TCP pushes back on the
+            # sender) and handle the rest a batch per loop turn, so every other
+            # connection gets its turn in between.
+            self.transport.pause_reading()
+            asyncio.get_running_loop().call_soon(self._take_backlog)
+
+    def _take_backlog(self) -> None:
+        if self.closing or self.transport is None:
+            return
+        self._take(b"")
+        if not self.core.backlog and not self.closing:
+            self.transport.resume_reading()
 
     def eof_received(self) -> bool | None:
         self.drive(self.core.receive_eof)

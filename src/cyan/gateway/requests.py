@@ -46,13 +46,17 @@ class DeviceRequests:
         "_session",
         "_waiters",
         "oversized_events",
+        "refused_subscriptions",
         "subscriptions",
     )
 
     def __init__(self, session: DeviceSession) -> None:
         self._session = session
         self._waiters: dict[int, asyncio.Future[ResponseReceived]] = {}
-        self.subscriptions: list[messages.SubscriptionInfo] = []
+        # In the order they came (a dict for its order and its O(1) look-up).
+        self.subscriptions: dict[messages.SubscriptionInfo, None] = {}
+        # Subscriptions over the cap (settings.gateway.max_subscriptions), not kept.
+        self.refused_subscriptions = 0
         self._describing: asyncio.Future[None] | None = None
         self._budget = float(DESCRIBE_BURST)
         self._budget_at = session.opened_at

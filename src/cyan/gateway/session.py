@@ -200,11 +200,7 @@ class DeviceSession:
         elif isinstance(event, EventPublished):
             self._published(event.event)
         elif isinstance(event, SubscriptionRequested):
-            subscriptions = self.requests.subscriptions
-            if event.subscription not in subscriptions:
-                subscriptions.append(event.subscription)
-                if self.device_id is not None and self._live is not None:
-                    self._gateway.router.subscribe(self.device_id, event.subscription.prefix)
+            self._subscribe(event.subscription)
         elif isinstance(event, ResponseReceived):
             self.requests.answered(event)
         elif isinstance(event, UpdateAccepted):
@@ -255,6 +251,25 @@ class DeviceSession:
         # original spark-protocol server asked only when a request needed it; calls and
         # reads still do, requests.py.)
         self._deadlines.online(describe_again=not live.self_describes)
+
+    def _subscribe(self, subscription: messages.SubscriptionInfo) -> None:
+        requests = self.requests
+        if subscription in requests.subscriptions:
+            return
+        if len(requests.subscriptions) >= self._gateway.settings.max_subscriptions:
+            if not requests.refused_subscriptions:
+                log.warning(
+                    "device %s holds %d subscriptions, the most one connection may: "
+                    "refusing %r and any more (counted)",
+                    self.device_id,
+                    len(requests.subscriptions),
+                    subscription.prefix,
+                )
+            requests.refused_subscriptions += 1
+            return
+        requests.subscriptions[subscription] = None
+        if self.device_id is not None and self._live is not None:
+            self._gateway.router.subscribe(self.device_id, subscription.prefix)
 
     def _described(self, description: payloads.Description) -> None:
         hello = self.connection.hello

@@ -24,6 +24,9 @@ RequestBuilder = Callable[[int, bytes], CoapMessage]  # (message id, token) -> t
 # Device-os has 960-byte messages at most; describes with module lists and 1 KB events fit.
 DEFAULT_MAX_FRAME_BYTES = 8192
 TOKEN_SPACE = 256  # tokens are one byte (protocol.md §4.2)
+# Frames handled per receive_data call; the rest wait in ``backlog`` so that the caller can
+# let other connections run in between (one read can hold thousands of small frames).
+FRAMES_PER_STEP = 64
 
 
 class SecureChannel:
@@ -40,8 +43,13 @@ class SecureChannel:
     def seal(self, message: CoapMessage) -> bytes:
         return encode_frame(self._send.seal(message.encode()))
 
-    def open(self, data: bytes) -> list[CoapMessage]:
-        return [CoapMessage.decode(self._receive.open(frame)) for frame in self._decoder.feed(data)]
+    def open(self, data: bytes, limit: int | None = None) -> list[CoapMessage]:
+        frames = self._decoder.feed(data, limit)
+        return [CoapMessage.decode(self._receive.open(frame)) for frame in frames]
+
+    @property
+    def backlog(self) -> bool:
+        return self._decoder.ready
 
 
 class Connection(ABC):
@@ -91,8 +99,13 @@ class Connection(ABC):
             self._raw += data
             self._advance_handshake()
         else:
-            for message in self._channel.open(data):
-                self._handle(message)
+            self._open_frames(self._channel, data)
+
+    @property
+    def backlog(self) -> bool:
+        """Whole frames wait that ``receive_data`` left for later: call it again (with
+        b"") before reading more from the socket."""
+        return self._channel is not None and self._channel.backlog
 
     def receive_eof(self) -> None:
         """The peer closed its side; raises the error that names where we were."""
@@ -136,8 +149,11 @@ class Connection(ABC):
         self._channel = SecureChannel(material, self._max_frame_bytes)
         early, self._raw = bytes(self._raw), bytearray()
         if early:  # frames that arrived in the same read as the last handshake block
-            for message in self._channel.open(early):
-                self._handle(message)
+            self._open_frames(self._channel, early)
+
+    def _open_frames(self, channel: SecureChannel, data: bytes) -> None:
+        for message in channel.open(data, FRAMES_PER_STEP):
+            self._handle(message)
 
     def _next_id(self) -> int:
         self._message_id = (self._message_id + 1) & 0xFFFF
