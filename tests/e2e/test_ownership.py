@@ -121,6 +121,37 @@ async def test_claim_and_release(cloud: Cloud) -> None:
     assert unknown.status_code == 404
 
 
+async def test_a_released_device_cannot_be_re_keyed_by_a_stranger(cloud: Cloud) -> None:
+    device = await cloud.add_device(name="ada-photon")
+    await cloud.online(device)
+    assert (await cloud.http.delete(f"/v1/devices/{device.device_id}")).json() == {"ok": True}
+    own_key = crypto.public_key_pem(device.keys.device_key.public_key()).decode()
+    strangers_key = crypto.public_key_pem(keys.generate_device_key().public_key()).decode()
+    async with await second_user(cloud) as bob:
+        hijack = await bob.post(
+            f"/v1/provisioning/{device.device_id}", data={"publicKey": strangers_key}
+        )
+        assert hijack.status_code == 403, hijack.text
+        assert hijack.json()["ok"] is False
+        assert "another public key" in hijack.json()["error"]
+        stored = await cloud.node.store.devices.key(device.device_id)
+        assert stored == crypto.public_key_der(device.keys.device_key.public_key())
+        assert (await bob.get("/v1/devices")).json() == []
+        # The key it has already: a claim, the key unchanged, and the real device still in.
+        claim = await bob.post(f"/v1/provisioning/{device.device_id}", data={"publicKey": own_key})
+        assert claim.status_code == 200, claim.text
+        assert [d["id"] for d in (await bob.get("/v1/devices")).json()] == [device.device_id]
+        # Now it is bob's, the first owner may not re-key it either.
+        taken = await cloud.http.post(
+            f"/v1/provisioning/{device.device_id}", data={"publicKey": strangers_key}
+        )
+        assert taken.status_code == 403
+        assert "belongs to someone else" in taken.json()["error"]
+    await device.stop()
+    back = await cloud.add_device(keystore=device.keys, register=False)
+    await cloud.online(back)
+
+
 async def test_claim_moves_a_connected_devices_events_to_its_new_owner(cloud: Cloud) -> None:
     device = await unowned_device(cloud)
     cloud.start(device)

@@ -20,12 +20,16 @@ from cyan.api.flash import flash_from_upload
 from cyan.api.shapes import device_detail, iso
 from cyan.cloud.errors import DeviceNotFound
 from cyan.protocol import crypto, keys
-from cyan.store import UNCHANGED, ClaimOutcome
+from cyan.store import UNCHANGED, ClaimOutcome, KeyOutcome
 
 router = APIRouter(tags=["device management"])
 
 # particle-cli looks for these words to offer a transfer (rest-api.md §3.2 `device add`).
 BELONGS_TO_SOMEONE_ELSE = "That device belongs to someone else."
+UNOWNED_WITH_ANOTHER_KEY = (
+    "That device is registered with another public key. Claim it with the key it has, or "
+    "ask the server's operator to replace its key (cyan device add ID --public-key FILE)."
+)
 
 
 def _changed(context: ApiContext, device_id: str, owner_id: int | None) -> None:
@@ -146,11 +150,14 @@ async def provision_key(
             f"publicKey is RSA-{crypto.key_bits(public_key)}; Photon keys are "
             f"RSA-{keys.DEVICE_KEY_BITS}"
         )
-    existing = await context.store.devices.get(normalized)
-    if existing is not None and existing.owner_id not in (None, user.id):
-        raise Forbidden(BELONGS_TO_SOMEONE_ELSE)
     # `particle keys send/doctor` for a new device registers it to the caller at once, so a
-    # device with a fresh key can connect and be used without a separate claim.
-    await context.store.devices.add(normalized, crypto.public_key_der(public_key), owner_id=user.id)
+    # device with a fresh key can connect and be used without a separate claim. A device
+    # registered already is re-keyed only by its owner.
+    der = crypto.public_key_der(public_key)
+    outcome = await context.store.devices.provision(normalized, der, user.id)
+    if outcome is KeyOutcome.OWNED_BY_OTHER:
+        raise Forbidden(BELONGS_TO_SOMEONE_ELSE)
+    if outcome is KeyOutcome.KEY_DIFFERS:
+        raise Forbidden(UNOWNED_WITH_ANOTHER_KEY)
     _changed(context, normalized, user.id)
     return JSONResponse({"ok": True, "id": normalized, "deviceID": normalized})

@@ -1,7 +1,7 @@
 """Cyan's database: users, access tokens, devices, failures and updates, on SQLite or
 PostgreSQL."""
 
-from cyan.store.devices import UNCHANGED, ClaimOutcome
+from cyan.store.devices import UNCHANGED, ClaimOutcome, KeyOutcome
 from cyan.store.errors import AccountError, StoreError, StoreUnavailable
 from cyan.store.records import (
     ConnectionFailure,
@@ -26,6 +26,7 @@ __all__ = [
     "ConnectionFailure",
     "DeviceRecord",
     "FirmwareUpdateRecord",
+    "KeyOutcome",
     "PresenceUpdate",
     "Registration",
     "SessionUpdate",

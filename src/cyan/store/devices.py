@@ -23,6 +23,17 @@ class ClaimOutcome(Enum):
     UNKNOWN = "unknown"
 
 
+class KeyOutcome(Enum):
+    """What ``Devices.provision`` did with a key a user sent."""
+
+    STORED = "stored"  # a new device now the caller's, or the caller's own device re-keyed
+    CLAIMED = "claimed"  # an unowned device sent with the key it has: now the caller's
+    OWNED_BY_OTHER = "owned-by-other"
+    # An unowned device sent with another key: re-keying it would lock the real device out,
+    # so only the server's operator may (`cyan device add --public-key`).
+    KEY_DIFFERS = "key-differs"
+
+
 class _Unchanged:
     """Marks a field the caller leaves alone (None means "clear it")."""
 
@@ -70,6 +81,26 @@ class Devices:
             await self._put_key(session, device_id, public_key_der)
 
         await self._db.retrying("devices.set_key", work)
+
+    async def provision(self, device_id: str, public_key_der: bytes, user_id: int) -> KeyOutcome:
+        """A user's ``POST /v1/provisioning`` (`particle keys send`/`doctor`), decided in one
+        transaction so that no other claim or key can come between the check and the write."""
+        device_id = device_id_or_error(device_id)
+
+        async def work(session: AsyncSession) -> KeyOutcome:
+            device = await session.get(Device, device_id, with_for_update=True)
+            if device is not None and device.owner_id != user_id:
+                if device.owner_id is not None:
+                    return KeyOutcome.OWNED_BY_OTHER
+                key = await session.get(DeviceKey, device_id)
+                if key is not None and bytes(key.public_key_der) != public_key_der:
+                    return KeyOutcome.KEY_DIFFERS
+            claimed = device is not None and device.owner_id is None
+            device = await self._put_key(session, device_id, public_key_der)
+            device.owner_id = user_id
+            return KeyOutcome.CLAIMED if claimed else KeyOutcome.STORED
+
+        return await self._db.retrying("devices.provision", work)
 
     @staticmethod
     async def _put_key(session: AsyncSession, device_id: str, public_key_der: bytes) -> Device:
