@@ -192,6 +192,9 @@ async def test_rename_notes_and_nyan(cloud: Cloud) -> None:
     assert (await cloud.http.get("/v1/devices/first")).status_code == 404
     clash = await cloud.http.put("/v1/devices/garden", json={"name": "taken"})
     assert clash.status_code == 400
+    too_long = await cloud.http.put("/v1/devices/garden", json={"name": "n" * 300})
+    assert too_long.status_code == 400, too_long.text
+    assert "at most 255" in too_long.json()["error"]
     noted = await cloud.http.put("/v1/devices/garden", json={"notes": "east bed"})
     assert noted.json()["notes"] == "east bed"
     nyan = await cloud.http.put("/v1/devices/garden", json={"signal": "1"})

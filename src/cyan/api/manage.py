@@ -20,7 +20,7 @@ from cyan.api.flash import flash_from_upload
 from cyan.api.shapes import device_detail, iso
 from cyan.cloud.errors import DeviceNotFound
 from cyan.protocol import crypto, keys
-from cyan.store import UNCHANGED, ClaimOutcome, KeyOutcome
+from cyan.store import MAX_NAME_LENGTH, UNCHANGED, ClaimOutcome, KeyOutcome
 
 router = APIRouter(tags=["device management"])
 
@@ -92,6 +92,10 @@ async def update_device(
     name: Any = UNCHANGED
     if "name" in params:
         name = _text(params["name"], "name")
+        if len(name) > MAX_NAME_LENGTH:
+            raise BadRequest(
+                f"name is {len(name)} characters; a device name has at most {MAX_NAME_LENGTH}"
+            )
         clash = await context.store.devices.find(name, owner_id=user.id)
         if clash is not None and clash.id != record.id:
             raise BadRequest(f"Another of your devices is already called {name}")

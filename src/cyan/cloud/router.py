@@ -118,6 +118,10 @@ class Router:
         self._subscribers.setdefault(prefix, set()).add(device_id)
         self._prefixes_of.setdefault(device_id, set()).add(prefix)
 
+    def subscriptions(self, device_id: str) -> frozenset[str]:
+        """The prefixes a connected device subscribed to."""
+        return frozenset(self._prefixes_of.get(device_id, ()))
+
     def _unsubscribe_all(self, device_id: str) -> None:
         for prefix in self._prefixes_of.pop(device_id, ()):
             subscribers = self._subscribers.get(prefix)
@@ -208,8 +212,12 @@ class Router:
         targets.discard(event.device_id or "")
         for device_id in targets:
             link = self._links.get(device_id)
-            if link is not None:
+            if link is None:
+                continue
+            try:
                 link.deliver_event(event)  # checks scope and owner
+            except Exception:  # one device's broken delivery must not stop the others'
+                log.exception("delivering %s to device %s failed", event.name, device_id)
 
 
 def _check_name(what: str, name: str, limits: DeviceLimits) -> None:

@@ -15,6 +15,7 @@ from cyan.protocol import crypto
 from cyan.protocol.coap import CoapMessage, CoapType
 from cyan.protocol.errors import NoTokenFree, ProtocolError, Stage
 from cyan.protocol.events import Event, RequestKind
+from cyan.protocol.exchanges import RecentExchanges
 from cyan.protocol.framing import FrameDecoder, encode_frame
 from cyan.protocol.handshake import RandomBytes, SessionMaterial
 from cyan.protocol.messages import empty_ack
@@ -58,6 +59,7 @@ class Connection(ABC):
         "_channel",
         "_clock",
         "_events",
+        "_exchanges",
         "_max_frame_bytes",
         "_message_id",
         "_next_token",
@@ -78,6 +80,7 @@ class Connection(ABC):
         self._message_id = 0
         self._next_token = 0
         self._pending: dict[int, RequestKind] = {}
+        self._exchanges = RecentExchanges()
 
     # -- the caller's side ----------------------------------------------------------------
 
@@ -114,6 +117,7 @@ class Connection(ABC):
     def send(self, message: CoapMessage) -> None:
         if self._channel is None:
             raise ProtocolError(Stage.SESSION, "cannot send a message before the handshake ends")
+        self._exchanges.replied(message)
         self._out += self._channel.seal(message)
 
     def forget(self, token: int) -> None:
@@ -153,7 +157,11 @@ class Connection(ABC):
 
     def _open_frames(self, channel: SecureChannel, data: bytes) -> None:
         for message in channel.open(data, FRAMES_PER_STEP):
-            self._handle(message)
+            repeat, reply = self._exchanges.repeat(message, self._clock())
+            if not repeat:
+                self._handle(message)
+            elif reply is not None:
+                self._out += channel.seal(reply)
 
     def _next_id(self) -> int:
         self._message_id = (self._message_id + 1) & 0xFFFF

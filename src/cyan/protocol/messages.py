@@ -306,7 +306,9 @@ def decode_event(message: CoapMessage) -> EventInfo:
     return EventInfo(
         name=name,
         data=message.payload or None,
-        ttl=DEFAULT_EVENT_TTL if ttl is None else ttl,
+        # A crafted Max-Age may hold up to 4 bytes (or more); kept within what an event
+        # can carry on to subscribed devices (3 bytes, as device-os writes it).
+        ttl=DEFAULT_EVENT_TTL if ttl is None else min(ttl, MAX_EVENT_TTL),
         public=path[0] == b"e",
     )
 

@@ -1,7 +1,7 @@
 """Cyan's database: users, access tokens, devices, failures and updates, on SQLite or
 PostgreSQL."""
 
-from cyan.store.devices import UNCHANGED, ClaimOutcome, KeyOutcome
+from cyan.store.devices import MAX_NAME_LENGTH, UNCHANGED, ClaimOutcome, KeyOutcome
 from cyan.store.errors import AccountError, StoreError, StoreUnavailable
 from cyan.store.records import (
     ConnectionFailure,
@@ -18,6 +18,7 @@ from cyan.store.users import AccountRecord, UnknownUser, UserExists
 from cyan.store.validation import VARIABLE_TYPES
 
 __all__ = [
+    "MAX_NAME_LENGTH",
     "UNCHANGED",
     "VARIABLE_TYPES",
     "AccountError",
