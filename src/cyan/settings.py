@@ -55,6 +55,9 @@ class GatewaySettings:
     # event handlers on a Photon (Particle's docs, Particle.subscribe()), later releases a
     # dozen or so; without a cap one device could make every event's routing slower.
     max_subscriptions: int = 20
+    # Failed connections from one address at one stage are logged once per this many
+    # seconds, the rest counted in one line (a scanner must not be able to grow the log).
+    failure_log_interval_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from cyan.bus.events import CloudEvent
 from cyan.cloud.router import Router
 from cyan.driver import Timers, process_timers
+from cyan.gateway.failure_log import FailureLog
 from cyan.gateway.session import DeviceSession
 from cyan.gateway.writes import write_isolated
 from cyan.protocol import ProtocolError, Stage, crypto, payloads
@@ -65,6 +66,7 @@ class Gateway:
         self._timers = timers
         self.sessions: set[DeviceSession] = set()
         self.failures: deque[ConnectionFailure] = deque(maxlen=FAILURE_HISTORY)
+        self.failure_log = FailureLog(settings.failure_log_interval_s)
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -249,6 +251,7 @@ class Gateway:
             if self._stopping.is_set():
                 return
             now = self.monotonic()
+            self.failure_log.flush(now)
             if now - self._last_heard_flush > LAST_HEARD_FLUSH_S:
                 self._last_heard_flush = now
                 for session in list(self.sessions):

@@ -167,14 +167,11 @@ class DeviceSession:
 
     def _log_failure(self, error: ProtocolError) -> None:
         who = f"device {error.device_id}" if error.device_id else "connection"
-        log.warning(
-            "%s from %s failed at stage %s: %s",
-            who,
-            self.remote_ip,
-            error.stage.value,
-            diagnose(error).sentence(),
-        )
-        self._gateway.record_failure(error, self.remote_ip)
+        stage = error.stage.value
+        line = f"{who} from {self.remote_ip} failed at stage {stage}: {diagnose(error).sentence()}"
+        gateway = self._gateway
+        gateway.failure_log.failed(self.remote_ip, stage, line, error.reason, gateway.monotonic())
+        gateway.record_failure(error, self.remote_ip)
 
     def close(self, reason: str) -> None:
         self._closing = True
