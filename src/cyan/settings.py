@@ -69,6 +69,11 @@ class ApiSettings:
     sse_keepalive_s: float = 9.0
     # POST /v1/users: anyone who reaches the API may create an account; off unless asked.
     allow_signup: bool = False
+    # Request bodies: what an authenticated caller may send (firmware uploads are held to
+    # their slot's size instead), and what anyone may send before the token is known (a
+    # login, a sign-up, a legacy form token): a body is never buffered whole for a stranger.
+    max_body_bytes: int = 1024 * 1024
+    max_body_before_auth_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)

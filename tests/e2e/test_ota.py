@@ -18,7 +18,7 @@ import pytest
 from cyan.cloud.flash import STOPPED
 from cyan.device import PROFILES, VirtualDevice
 from cyan.device.updater import OtaFaults
-from cyan.firmware import parse_module
+from cyan.firmware import MAX_BINARY_BYTES, parse_module
 from tests.firmware.samples import system_part, tinker_binary, user_part
 from tests.flashing import UPDATE_BOUND_S, device_detail, finished_update
 from tests.sse import SseReader
@@ -146,6 +146,9 @@ async def test_a_system_part_changes_the_reported_device_os(cloud: Cloud) -> Non
         (lambda: corrupted(user_part(b"x" * 4000)), "the CRC-32 does not match"),
         (lambda: b"#!/bin/sh\necho hello\n", "not a Particle module binary"),
         (lambda: b"", "not a Particle module binary"),
+        # Over api.max_body_bytes (1 MiB) and still judged: an upload has its slot's cap.
+        (lambda: b"\0" * (MAX_BINARY_BYTES // 2 + 1024), "not a Particle module binary"),
+        (lambda: b"\0" * (MAX_BINARY_BYTES + 1), "larger than the"),
     ],
 )
 async def test_bad_binaries_are_refused_before_anything_is_sent(
@@ -160,6 +163,14 @@ async def test_bad_binaries_are_refused_before_anything_is_sent(
     assert reason in body["error"]
     assert (await device_detail(cloud, device.device_id))["cyan_ota"] is None
     assert device.status.connected
+
+
+async def test_an_upload_past_the_slot_and_its_headers_is_cut_off(cloud: Cloud) -> None:
+    device = await cloud.add_device()
+    await cloud.online(device)
+    reply = await flash(cloud, device.device_id, b"\0" * (MAX_BINARY_BYTES + 128 * 1024))
+    assert reply.status_code == 413, reply.text
+    assert (await device_detail(cloud, device.device_id))["cyan_ota"] is None
 
 
 def corrupted(data: bytes) -> bytes:

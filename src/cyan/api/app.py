@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from cyan import __version__
 from cyan.api import accounts, devices, diagnosis, events, manage
 from cyan.api.auth import ApiContext, ServerIdentity
+from cyan.api.body_limit import BodyLimitMiddleware
 from cyan.api.errors import install_error_handlers
 from cyan.bus import EventBus
 from cyan.cloud.flash import Flasher
@@ -39,6 +40,7 @@ def create_app(
         store=store, router=router, bus=bus, settings=settings, flasher=flasher, server=server
     )
     install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, before_auth_bytes=settings.max_body_before_auth_bytes)
     # Event routes first: /v1/devices/events and /v1/devices/:id/events must win over the
     # variable and function routes /v1/devices/:id/:name (rest-api.md §10 item 5).
     app.include_router(events.router)

@@ -3,7 +3,9 @@
 A token may come three ways (rest-api.md §2, "Auth" and "Legacy token placement"):
 ``Authorization: Bearer <token>`` (what particle-cli and particle-api-js send),
 ``?access_token=`` in the query, or ``access_token=`` in a form-urlencoded body (older
-clients and the Particle docs' curl examples). The header wins when several are present.
+clients and the Particle docs' curl examples). The header wins when several are present,
+and the body is read for a token only when neither header nor query has one, and then only
+as far as ``api.max_body_before_auth_bytes`` (body_limit.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from urllib.parse import parse_qsl
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
 
+from cyan.api.body_limit import allow_body
 from cyan.api.cache import TtlCache
 from cyan.api.errors import BadRequest, TokenInvalid, TokenMissing
 from cyan.bus import EventBus
@@ -159,14 +162,16 @@ BearerToken = Annotated[str | None, Depends(_token)]
 
 
 async def current_user(
-    context: Context, token: Annotated[str | None, Depends(_token)]
+    request: Request, context: Context, token: Annotated[str | None, Depends(_token)]
 ) -> UserRecord:
-    """The token's user, or a 401 in the exact shape particle-cli expects (§1.3)."""
+    """The token's user, or a 401 in the exact shape particle-cli expects (§1.3). A known
+    caller may send a body of up to ``api.max_body_bytes`` (body_limit.py)."""
     if token is None:
         raise TokenMissing()
     user = await context.users.get_or_load(token, lambda: context.store.tokens.user_for(token))
     if user is None:
         raise TokenInvalid()
+    allow_body(request, context.settings.max_body_bytes)
     return user
 
 

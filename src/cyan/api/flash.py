@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile
 
 from cyan.api.auth import ApiContext
+from cyan.api.body_limit import allow_body
 from cyan.api.errors import BadRequest, NotAvailable
 from cyan.api.shapes import iso, platform_id_of
 from cyan.cloud.flash import FlashJob
@@ -32,12 +33,16 @@ from cyan.firmware import (
 from cyan.firmware.layout import module_name
 from cyan.store import DeviceRecord, FirmwareUpdateRecord
 
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
 
 async def flash_from_upload(
     request: Request, context: ApiContext, record: DeviceRecord
 ) -> JSONResponse:
     if context.flasher is None:
         raise NotAvailable("This API runs without a device gateway: nothing can be flashed")
+    # The binary, its part headers and particle-cli's few small fields.
+    allow_body(request, MAX_BINARY_BYTES + MULTIPART_OVERHEAD_BYTES)
     form = await request.form(max_files=16, max_fields=16)
     try:
         uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]

@@ -1,0 +1,111 @@
+"""Request bodies read only up to a cap, and only a little of one before auth.
+
+A 400 MB form with no token once took the server from 131 MB to 893 MB before it answered
+401: the form was parsed whole to look for a legacy ``access_token`` field. Every body is
+now counted as it arrives, against a cap that starts small (enough for a login, a sign-up
+or a legacy form token) and that a route raises once it knows who is calling: any
+authenticated caller gets ``api.max_body_bytes``, a firmware upload its slot's size. A
+body over the cap is refused with a 413 before more of it is kept; a declared
+Content-Length far over the cap is refused before any of it is read.
+
+A body a little over its cap (up to ``LINGER_BYTES`` more) is read on and thrown away
+before the 413 goes out: a server that closes with unread bytes makes the kernel send a
+reset, and a client still writing (particle-cli uploading a binary one slot too big) would
+see the reset instead of the answer.
+
+Uvicorn and Starlette have no per-request body cap (Starlette's form parser caps parts
+and fields, not bytes), so the count sits in the ASGI ``receive`` the app reads through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NoReturn
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cyan.api.errors import ApiError
+
+_SCOPE_KEY = "cyan.body_limit"
+LINGER_BYTES = 1024 * 1024
+
+
+class PayloadTooLarge(ApiError):
+    http_status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"The request body is larger than the {limit} bytes this request may send")
+
+
+@dataclass(slots=True)
+class _Allowance:
+    limit: int
+    declared: int | None  # Content-Length, when the client sent one
+    received: int = 0
+    more: bool = True  # the client has more of the body to send
+
+
+def allow_body(request: Request, limit: int) -> None:
+    """Let this request's body be up to ``limit`` bytes (from the point of the call on:
+    bytes already read stay counted)."""
+    allowance = request.scope.get(_SCOPE_KEY)
+    if isinstance(allowance, _Allowance):
+        allowance.limit = limit
+
+
+class BodyLimitMiddleware:
+    def __init__(self, app: ASGIApp, before_auth_bytes: int) -> None:
+        self.app = app
+        self.before_auth_bytes = before_auth_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        allowance = _Allowance(self.before_auth_bytes, _declared_length(scope))
+        scope[_SCOPE_KEY] = allowance
+
+        async def counted_receive() -> Message:
+            # Checked before each read, so a declared size over the cap is refused before
+            # it is read and an undeclared (chunked) one at the first chunk past it. The
+            # error is raised inside the app's read, where the app's error handlers answer.
+            if allowance.declared is not None and allowance.declared > allowance.limit:
+                await _refuse(allowance, receive)
+            if allowance.received > allowance.limit:
+                await _refuse(allowance, receive)
+            message = await receive()
+            if message["type"] == "http.request":
+                allowance.received += len(message.get("body", b""))
+                allowance.more = bool(message.get("more_body", False))
+                if allowance.received > allowance.limit:
+                    await _refuse(allowance, receive)
+            return message
+
+        await self.app(scope, counted_receive, send)
+
+
+async def _refuse(allowance: _Allowance, receive: Receive) -> NoReturn:
+    """Raise the 413, after throwing away what is left of a body that is only a little
+    too big (see the module's docstring)."""
+    declared_over = allowance.declared is not None and (
+        allowance.declared - allowance.limit > LINGER_BYTES
+    )
+    budget = 0 if declared_over else LINGER_BYTES
+    while allowance.more and budget > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        budget -= len(message.get("body", b""))
+        allowance.more = bool(message.get("more_body", False))
+    raise PayloadTooLarge(allowance.limit)
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None  # uvicorn refuses a malformed length before the app sees it
+    return None
