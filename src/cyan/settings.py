@@ -74,6 +74,9 @@ class ApiSettings:
     # login, a sign-up, a legacy form token): a body is never buffered whole for a stranger.
     max_body_bytes: int = 1024 * 1024
     max_body_before_auth_bytes: int = 64 * 1024
+    # How often open event streams are checked against revoked tokens and devices that
+    # changed hands (api/stream_guard.py): the most such a stream can run on after.
+    stream_check_s: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)

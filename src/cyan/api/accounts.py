@@ -178,8 +178,10 @@ async def get_user(user: CurrentUser) -> dict[str, Any]:
 
 
 def _forget(context: ApiContext, token: str) -> None:
-    """Drop a revoked token from the API's cache, so the next request with it gets 401."""
+    """Drop a revoked token from the API's cache, so the next request with it gets 401,
+    and end the event streams it opened."""
     context.users.discard_where(lambda key, _user: key == token)
+    context.streams.revoked(token)
 
 
 # /current is declared before /{token}, or a request for it would revoke a token "current".

@@ -15,6 +15,7 @@ from cyan.api import accounts, devices, diagnosis, events, manage
 from cyan.api.auth import ApiContext, ServerIdentity
 from cyan.api.body_limit import BodyLimitMiddleware
 from cyan.api.errors import install_error_handlers
+from cyan.api.stream_guard import StreamGuard
 from cyan.bus import EventBus
 from cyan.cloud.flash import Flasher
 from cyan.cloud.router import Router
@@ -37,7 +38,13 @@ def create_app(
         summary="A self-hosted, Particle Cloud API v1 compatible device cloud",
     )
     app.state.cyan = ApiContext(
-        store=store, router=router, bus=bus, settings=settings, flasher=flasher, server=server
+        store=store,
+        router=router,
+        bus=bus,
+        settings=settings,
+        streams=StreamGuard(store, router, settings.stream_check_s),
+        flasher=flasher,
+        server=server,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, before_auth_bytes=settings.max_body_before_auth_bytes)

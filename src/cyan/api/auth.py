@@ -21,6 +21,7 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from cyan.api.body_limit import allow_body
 from cyan.api.cache import TtlCache
 from cyan.api.errors import BadRequest, TokenInvalid, TokenMissing
+from cyan.api.stream_guard import StreamGuard
 from cyan.bus import EventBus
 from cyan.cloud.router import Router
 from cyan.settings import ApiSettings
@@ -51,6 +52,7 @@ class ApiContext:
     router: Router
     bus: EventBus
     settings: ApiSettings
+    streams: StreamGuard
     # None when the API runs without a gateway (some tests).
     server: ServerIdentity | None = None
     flasher: Flasher | None = None

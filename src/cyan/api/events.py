@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
-from cyan.api.auth import ApiContext, Context, CurrentUser, body_params
+from cyan.api.auth import ApiContext, BearerToken, Context, CurrentUser, body_params
 from cyan.api.bodies import parse_body
 from cyan.api.devices import resolve_device
 from cyan.api.shapes import sse_event
@@ -52,6 +52,7 @@ _KEEPALIVE = b":\n"
 
 def _event_stream(
     context: ApiContext,
+    token: str | None,
     *,
     scope: Scope,
     owner_id: int,
@@ -69,6 +70,8 @@ def _event_stream(
         sub = bus.subscribe(
             prefix=prefix or None, device_id=device_id, owner_id=owner_id, scope=scope
         )
+        assert token is not None  # CurrentUser has refused a request without one
+        watched = context.streams.watch(token, sub)
         try:
             yield _OPENED
             while True:
@@ -85,38 +88,45 @@ def _event_stream(
                 if frame is not None:
                     yield frame
         finally:
+            context.streams.unwatch(watched)
             sub.close()
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=_STREAM_HEADERS)
 
 
 @router.get("/v1/events", summary="Stream public events and the caller's own")
-async def stream_firehose(context: Context, user: CurrentUser) -> StreamingResponse:
-    return _event_stream(context, scope=Scope.FIREHOSE, owner_id=user.id)
+async def stream_firehose(
+    context: Context, user: CurrentUser, token: BearerToken
+) -> StreamingResponse:
+    return _event_stream(context, token, scope=Scope.FIREHOSE, owner_id=user.id)
 
 
 @router.get("/v1/events/{prefix:path}", summary="Stream public and own events by name prefix")
 async def stream_firehose_prefix(
-    context: Context, user: CurrentUser, prefix: str
+    context: Context, user: CurrentUser, token: BearerToken, prefix: str
 ) -> StreamingResponse:
-    return _event_stream(context, scope=Scope.FIREHOSE, owner_id=user.id, prefix=prefix)
+    return _event_stream(context, token, scope=Scope.FIREHOSE, owner_id=user.id, prefix=prefix)
 
 
 @router.get("/v1/devices/events", summary="Stream the caller's events")
-async def stream_mine(context: Context, user: CurrentUser) -> StreamingResponse:
-    return _event_stream(context, scope=Scope.MINE, owner_id=user.id)
+async def stream_mine(context: Context, user: CurrentUser, token: BearerToken) -> StreamingResponse:
+    return _event_stream(context, token, scope=Scope.MINE, owner_id=user.id)
 
 
 @router.get("/v1/devices/events/{prefix:path}", summary="Stream the caller's events by prefix")
-async def stream_mine_prefix(context: Context, user: CurrentUser, prefix: str) -> StreamingResponse:
-    return _event_stream(context, scope=Scope.MINE, owner_id=user.id, prefix=prefix)
+async def stream_mine_prefix(
+    context: Context, user: CurrentUser, token: BearerToken, prefix: str
+) -> StreamingResponse:
+    return _event_stream(context, token, scope=Scope.MINE, owner_id=user.id, prefix=prefix)
 
 
 @router.get("/v1/devices/{id_or_name}/events", summary="Stream one device's events")
-async def stream_device(context: Context, user: CurrentUser, id_or_name: str) -> StreamingResponse:
+async def stream_device(
+    context: Context, user: CurrentUser, token: BearerToken, id_or_name: str
+) -> StreamingResponse:
     # Checked before the stream starts, so that a wrong device is a plain JSON 404.
     record = await resolve_device(context, user, id_or_name)
-    return _event_stream(context, scope=Scope.DEVICE, owner_id=user.id, device_id=record.id)
+    return _event_stream(context, token, scope=Scope.DEVICE, owner_id=user.id, device_id=record.id)
 
 
 @router.get(
@@ -124,11 +134,11 @@ async def stream_device(context: Context, user: CurrentUser, id_or_name: str) ->
     summary="Stream one device's events by name prefix",
 )
 async def stream_device_prefix(
-    context: Context, user: CurrentUser, id_or_name: str, prefix: str
+    context: Context, user: CurrentUser, token: BearerToken, id_or_name: str, prefix: str
 ) -> StreamingResponse:
     record = await resolve_device(context, user, id_or_name)
     return _event_stream(
-        context, scope=Scope.DEVICE, owner_id=user.id, device_id=record.id, prefix=prefix
+        context, token, scope=Scope.DEVICE, owner_id=user.id, device_id=record.id, prefix=prefix
     )
 
 

@@ -23,6 +23,9 @@ from cyan.store.errors import StoreError, StoreUnavailable
 
 T = TypeVar("T")
 
+# Values bound in one IN (...) at most: far below what SQLite and PostgreSQL take.
+QUERY_BATCH = 500
+
 
 class _Conflict(StoreError):
     """A uniqueness or foreign-key constraint refused a write (maybe a lost race)."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from cyan.store.database import Database
+from cyan.store.database import QUERY_BATCH, Database
 from cyan.store.errors import StoreError
 from cyan.store.models import Device, DeviceKey, User, utcnow
 from cyan.store.records import DeviceRecord, Registration
@@ -231,3 +232,18 @@ class Devices:
                 )
             )
             return {row[0]: Registration(bytes(row[1]), row[2]) for row in rows}
+
+    async def owners(self, device_ids: Iterable[str]) -> dict[str, int | None]:
+        """The owner of each of ``device_ids`` the store knows (None: unowned), in one query:
+        what the API's stream guard checks open streams against."""
+        ids = sorted({device_id.lower() for device_id in device_ids})
+        owners: dict[str, int | None] = {}
+        async with self._db.transaction("devices.owners") as session:
+            for start in range(0, len(ids), QUERY_BATCH):
+                rows = await session.execute(
+                    sa.select(Device.id, Device.owner_id).where(
+                        Device.id.in_(ids[start : start + QUERY_BATCH])
+                    )
+                )
+                owners.update({row[0]: row[1] for row in rows})
+        return owners
