@@ -58,6 +58,10 @@ class GatewaySettings:
     # Failed connections from one address at one stage are logged once per this many
     # seconds, the rest counted in one line (a scanner must not be able to grow the log).
     failure_log_interval_s: float = 60.0
+    # Application events a device may publish: Particle's "about 1 a second, bursts of 4".
+    # Over it they are dropped and counted per device; 0 turns the limit off.
+    events_per_s: float = 1.0
+    event_burst: int = 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -142,6 +142,7 @@ async def test_detail_offline_shows_last_describe(
         # Cyan's own fields: no failed connection, no update, no system describe yet.
         "cyan_last_failure": None,
         "cyan_ota": None,
+        "cyan_events_dropped": {"over_rate": 0, "too_big": 0, "last_at": None},
         "cyan_firmware": {"modules": [], "app_hash": None},
     }
 

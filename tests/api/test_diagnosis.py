@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
-from cyan.store import ConnectionFailure, SessionUpdate, Store
+from cyan.store import ConnectionFailure, DroppedEvents, SessionUpdate, Store
 from tests.api.conftest import DEVICE_A, DEVICE_BOB, Caller, make_caller
 
 
@@ -20,6 +20,20 @@ async def test_a_device_without_failures_reads_null(
     reply = await client.get(f"/v1/devices/{DEVICE_A}", headers=alice.headers)
     assert reply.status_code == 200
     assert reply.json()["cyan_last_failure"] is None
+
+
+async def test_dropped_events_are_counted_on_the_device(
+    client: httpx.AsyncClient, alice: Caller, store: Store
+) -> None:
+    at = datetime(2026, 12, 4, 7, 0, 1, tzinfo=UTC)
+    await store.presence.count_dropped_events([DroppedEvents(DEVICE_A, 5, 1, at)])
+    await store.presence.count_dropped_events([DroppedEvents(DEVICE_A, 2, 0, at)])
+    reply = await client.get(f"/v1/devices/{DEVICE_A}", headers=alice.headers)
+    assert reply.json()["cyan_events_dropped"] == {
+        "over_rate": 7,
+        "too_big": 1,
+        "last_at": "2026-12-04T07:00:01.000Z",
+    }
 
 
 async def test_the_last_failure_names_stage_cause_and_fix(

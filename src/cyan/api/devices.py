@@ -24,7 +24,7 @@ from cyan.api.shapes import (
     variable_reply,
 )
 from cyan.cloud.errors import DeviceNotFound
-from cyan.diagnose.history import failure_json, report
+from cyan.diagnose.history import dropped_counts, dropped_json, failure_json, report
 from cyan.store import DeviceRecord, UserRecord
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
@@ -63,6 +63,7 @@ async def get_device(context: Context, user: CurrentUser, id_or_name: str) -> JS
     job = context.flasher.job(record.id) if context.flasher is not None else None
     last_update = None if job is not None else await context.store.updates.latest(record.id)
     shape["cyan_ota"] = ota_json(job, last_update)
+    shape["cyan_events_dropped"] = dropped_json(dropped_counts(record))
     modules = live.modules if live is not None and live.modules else record.modules
     shape["cyan_firmware"] = firmware_json(modules)
     return JSONResponse(shape)

@@ -65,6 +65,14 @@ def _show(history: DeviceHistory) -> None:
         reason = f" ({verdict.failure.reason})" if verdict.failure else ""
         console.print(f"{stage}{verdict.cause}{reason}")
         console.print(f"[bold]Fix:[/] {verdict.fix}")
+    dropped = history.events_dropped
+    if dropped is not None:
+        when = (
+            dropped.last_at.astimezone(UTC).strftime(" (last %Y-%m-%d %H:%M:%S UTC)")
+            if dropped.last_at
+            else ""
+        )
+        console.print(f"[yellow]Events dropped{when}:[/] {dropped.sentence}")
     for title, items in (
         ("Failed connections of this device", history.failures),
         ("Recent connections that named no device", history.unnamed),

@@ -57,6 +57,48 @@ class DeviceHistory:
     failures: list[FailureReport]  # this device's, newest first
     unnamed: list[FailureReport]  # recent ones that named no device, newest first
     verdict: Verdict
+    # Events the gateway dropped: over the rate limit, too big; when it last did.
+    events_dropped: DroppedCounts | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedCounts:
+    over_rate: int
+    too_big: int
+    last_at: datetime | None
+
+    @property
+    def sentence(self) -> str:
+        parts = []
+        if self.over_rate:
+            parts.append(
+                f"{self.over_rate} over the rate limit (about 1 a second, bursts of 4: keep "
+                "to it in the firmware, or raise gateway.events_per_s)"
+            )
+        if self.too_big:
+            parts.append(
+                f"{self.too_big} too big for the device's Device OS (64-byte names; data "
+                "within its release's limit)"
+            )
+        return "; ".join(parts)
+
+
+def dropped_counts(record: DeviceRecord | None) -> DroppedCounts | None:
+    if record is None or not (record.events_over_rate or record.events_too_big):
+        return None
+    return DroppedCounts(
+        record.events_over_rate, record.events_too_big, record.last_event_dropped_at
+    )
+
+
+def dropped_json(counts: DroppedCounts | None) -> dict[str, Any]:
+    if counts is None:
+        return {"over_rate": 0, "too_big": 0, "last_at": None}
+    return {
+        "over_rate": counts.over_rate,
+        "too_big": counts.too_big,
+        "last_at": _iso(counts.last_at) if counts.last_at else None,
+    }
 
 
 def report(failure: ConnectionFailure) -> FailureReport:
@@ -96,7 +138,7 @@ async def device_history(
             )
         ]
     verdict = _verdict(handshake, online, failures, unnamed, address_known=address is not None)
-    return DeviceHistory(device_id, failures, unnamed, verdict)
+    return DeviceHistory(device_id, failures, unnamed, verdict, dropped_counts(record))
 
 
 def _verdict(
@@ -207,4 +249,5 @@ def history_json(history: DeviceHistory) -> dict[str, Any]:
         },
         "failures": [failure_json(item) for item in history.failures],
         "unnamed_failures": [failure_json(item) for item in history.unnamed],
+        "events_dropped": dropped_json(history.events_dropped),
     }

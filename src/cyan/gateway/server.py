@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from cyan.bus.events import CloudEvent
 from cyan.cloud.router import Router
 from cyan.driver import Timers, process_timers
+from cyan.gateway.admission import Refusal
 from cyan.gateway.failure_log import FailureLog
 from cyan.gateway.session import DeviceSession
 from cyan.gateway.writes import write_isolated
@@ -24,6 +25,7 @@ from cyan.protocol import ProtocolError, Stage, crypto, payloads
 from cyan.settings import GatewaySettings
 from cyan.store import (
     ConnectionFailure,
+    DroppedEvents,
     PresenceUpdate,
     Registration,
     SessionUpdate,
@@ -74,6 +76,8 @@ class Gateway:
         self._presence: dict[str, PresenceUpdate] = {}
         self._session_writes: dict[str, SessionUpdate] = {}
         self._failure_writes: deque[ConnectionFailure] = deque(maxlen=PENDING_FAILURES_MAX)
+        # device id -> [over the rate, too big] since the last flush
+        self._dropped: dict[str, list[int]] = {}
         # One flush at a time: a flush that returns has written everything queued before it,
         # including a batch the sweep's flush took and is still writing.
         self._flush_lock = asyncio.Lock()
@@ -220,6 +224,14 @@ class Gateway:
     def publish(self, event: CloudEvent) -> None:
         self.router.publish(event)
 
+    def event_dropped(self, device_id: str, name: str, why: Refusal) -> None:
+        """Count an event the device may not publish (admission.py); said once a flush."""
+        counts = self._dropped.get(device_id)
+        if counts is None:
+            counts = self._dropped[device_id] = [0, 0]
+            log.warning("device %s: event %r dropped, %s (counted)", device_id, name, why.value)
+        counts[why is Refusal.TOO_BIG] += 1
+
     async def redeem_claim_code(self, device_id: str, code: str) -> None:
         """A device presented the claim code a setup app gave it (spark/device/claim/code)."""
         owner_id = await self.store.claims.redeem(code, device_id)
@@ -268,7 +280,12 @@ class Gateway:
 
     @property
     def pending_writes(self) -> int:
-        return len(self._presence) + len(self._session_writes) + len(self._failure_writes)
+        return (
+            len(self._presence)
+            + len(self._session_writes)
+            + len(self._failure_writes)
+            + len(self._dropped)
+        )
 
     async def flush(self) -> None:
         """Write queued handshakes, describes, presence and failures, in that order.
@@ -285,7 +302,12 @@ class Gateway:
         presence, self._presence = list(self._presence.values()), {}
         failures = list(self._failure_writes)
         self._failure_writes.clear()
+        dropped, self._dropped = self._dropped, {}
         try:
+            now = datetime.fromtimestamp(self.clock(), UTC)
+            counts = [DroppedEvents(d, rate, big, now) for d, (rate, big) in dropped.items()]
+            await write_isolated("dropped events", self.store.presence.count_dropped_events, counts)
+            dropped = {}
             await write_isolated("device sessions", self.store.presence.record_sessions, sessions)
             sessions = []
             await write_isolated("presence", self.store.presence.record, presence)
@@ -293,6 +315,10 @@ class Gateway:
             await write_isolated("connection failures", self.store.failures.record, failures)
         except StoreUnavailable:
             self._failure_writes.extendleft(reversed(failures))
+            for device_id, (rate, big) in dropped.items():
+                counts_now = self._dropped.setdefault(device_id, [0, 0])
+                counts_now[0] += rate
+                counts_now[1] += big
             # Put back what was not written, unless newer state arrived meanwhile.
             for update in sessions:
                 self._session_writes.setdefault(update.device_id, update)

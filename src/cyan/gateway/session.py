@@ -19,6 +19,7 @@ from cyan.bus.events import CloudEvent
 from cyan.cloud.types import FlashOptions, LiveDevice, UpdateProgress, VariableValue
 from cyan.diagnose import diagnose
 from cyan.driver import Driver
+from cyan.gateway.admission import event_bucket, refusal
 from cyan.gateway.deadlines import SessionDeadlines
 from cyan.gateway.live import live_from_hello, with_description, with_report
 from cyan.gateway.requests import DeviceRequests
@@ -36,6 +37,7 @@ from cyan.protocol.events import (
     UpdateAccepted,
     UpdateFinished,
 )
+from cyan.protocol.limits import MEDIUM
 
 if TYPE_CHECKING:
     from cyan.gateway.server import Gateway
@@ -48,6 +50,7 @@ class DeviceSession:
         "_activity",
         "_closing",
         "_deadlines",
+        "_events",
         "_failure",
         "_gateway",
         "_live",
@@ -84,6 +87,7 @@ class DeviceSession:
         self._failure: ProtocolError | None = None
         # Set by whatever moves a running update on (gateway/update.py); None otherwise.
         self._activity: asyncio.Event | None = None
+        self._events = event_bucket(gateway.settings, self.opened_at)
 
     # -- the driver's Handler -------------------------------------------------------------
 
@@ -277,6 +281,11 @@ class DeviceSession:
 
     def _published(self, info: messages.EventInfo) -> None:
         if self.device_id is None:
+            return
+        limits = self._live.limits if self._live is not None else MEDIUM
+        dropped = refusal(info, limits, self._events, self._gateway.monotonic())
+        if dropped is not None:
+            self._gateway.event_dropped(self.device_id, info.name, dropped)
             return
         if self._live is not None:
             self._live = with_report(self._live, info)

@@ -6,6 +6,7 @@ from cyan.store.errors import AccountError, StoreError, StoreUnavailable
 from cyan.store.records import (
     ConnectionFailure,
     DeviceRecord,
+    DroppedEvents,
     FirmwareUpdateRecord,
     PresenceUpdate,
     Registration,
@@ -26,6 +27,7 @@ __all__ = [
     "ClaimOutcome",
     "ConnectionFailure",
     "DeviceRecord",
+    "DroppedEvents",
     "FirmwareUpdateRecord",
     "KeyOutcome",
     "PresenceUpdate",

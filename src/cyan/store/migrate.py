@@ -27,7 +27,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # The newest migration's revision. A database already there is opened without Alembic, whose
 # import costs a short CLI command (`cyan device why`) half a second; tests/store checks
 # that this is Alembic's own head.
-SCHEMA_HEAD = "0004"
+SCHEMA_HEAD = "0005"
 # Async drivers picked when a URL names only the database ("postgresql://...").
 DEFAULT_DRIVERS = {"sqlite": "aiosqlite", "postgresql": "asyncpg"}
 URL_FIX = "Use sqlite+aiosqlite:///path/to/cyan.db or postgresql+asyncpg://user:pass@host/db."

@@ -117,6 +117,15 @@ class Device(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     # The "m" list of the device's last system describe: its firmware modules.
     modules: Mapped[list[dict[str, Any]] | None] = mapped_column(sa.JSON, nullable=True)
+    # Events the gateway dropped: over the rate limit (1/s, bursts of 4) or over the sizes
+    # the device's Device OS allows.
+    events_over_rate: Mapped[int] = mapped_column(
+        sa.Integer, nullable=False, default=0, server_default="0"
+    )
+    events_too_big: Mapped[int] = mapped_column(
+        sa.Integer, nullable=False, default=0, server_default="0"
+    )
+    last_event_dropped_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     def to_record(self) -> DeviceRecord:
         return DeviceRecord(
@@ -137,6 +146,9 @@ class Device(Base):
             notes=self.notes,
             created_at=self.created_at,
             modules=tuple(self.modules or ()),
+            events_over_rate=self.events_over_rate or 0,
+            events_too_big=self.events_too_big or 0,
+            last_event_dropped_at=self.last_event_dropped_at,
         )
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from cyan.store.database import Database
 from cyan.store.errors import StoreError
 from cyan.store.models import Device, UTCDateTime
-from cyan.store.records import PresenceUpdate, SessionUpdate
+from cyan.store.records import DroppedEvents, PresenceUpdate, SessionUpdate
 from cyan.store.validation import aware, check_variables, device_id_or_error
 
 
@@ -182,6 +182,33 @@ class Presence:
         async with self._db.transaction("presence.record") as session:
             # Core executemany through the session's connection: the ORM's bulk
             # UPDATE would insist every id exists.
+            connection = await session.connection()
+            await connection.execute(statement, params)
+
+    async def count_dropped_events(self, counts: Sequence[DroppedEvents]) -> None:
+        """Add a batch of dropped-event counts to their devices; unknown devices skipped."""
+        params = [
+            {
+                "b_id": count.device_id.lower(),
+                "b_rate": count.over_rate,
+                "b_big": count.too_big,
+                "b_at": aware(count.last_at, "last_at"),
+            }
+            for count in counts
+        ]
+        if not params:
+            return
+        table = cast(sa.Table, Device.__table__)
+        statement = (
+            sa.update(table)
+            .where(table.c.id == sa.bindparam("b_id"))
+            .values(
+                events_over_rate=table.c.events_over_rate + sa.bindparam("b_rate"),
+                events_too_big=table.c.events_too_big + sa.bindparam("b_big"),
+                last_event_dropped_at=sa.bindparam("b_at", type_=UTCDateTime()),
+            )
+        )
+        async with self._db.transaction("presence.count_dropped_events") as session:
             connection = await session.connection()
             await connection.execute(statement, params)
 

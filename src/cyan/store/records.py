@@ -37,6 +37,20 @@ class DeviceRecord:
     created_at: datetime
     # The modules of its last system describe ("m" entries), newest known firmware.
     modules: tuple[dict[str, Any], ...] = ()
+    # Events the gateway dropped (over the rate limit, too big), and when it last did.
+    events_over_rate: int = 0
+    events_too_big: int = 0
+    last_event_dropped_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DroppedEvents:
+    """Events of one device the gateway dropped since it last told the store."""
+
+    device_id: str
+    over_rate: int
+    too_big: int
+    last_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
