@@ -81,6 +81,17 @@ class ApiSettings:
     # How often open event streams are checked against revoked tokens and devices that
     # changed hands (api/stream_guard.py): the most such a stream can run on after.
     stream_check_s: float = 0.5
+    # Particle's limits (api/limits.py), per client address unless said; 0 turns one off.
+    requests_per_5_min: int = 10_000
+    logins_per_5_min: int = 100
+    login_failures_before_lockout: int = 10  # in a row, per account
+    login_lockout_s: float = 1800.0
+    stream_opens_per_5_min: int = 100
+    streams_per_address: int = 100
+    # Events held for one stream whose client reads too slowly; past it the stream is
+    # dropped (the client reconnects). With the socket's own buffer, what a stalled
+    # subscriber can cost.
+    stream_buffer_bytes: int = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)

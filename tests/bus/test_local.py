@@ -223,3 +223,18 @@ async def test_offer_after_close_is_ignored() -> None:
     sub._offer(event("late"))  # as if closed by another subscriber's handler mid-publish
     with pytest.raises(SubscriptionEnded):
         await sub.receive(0)
+
+
+async def test_a_subscriber_holds_at_most_its_bytes_and_reading_frees_them() -> None:
+    bus = EventBus()
+    big = "x" * 600  # 200 counted for the event itself, + name + data: about 804 bytes
+    sub = bus.subscribe(prefix=None, device_id=None, owner_id=1, scope=Scope.MINE, max_bytes=2000)
+    bus.publish(event("a", data=big))
+    bus.publish(event("b", data=big))
+    assert (await sub.receive(0)) is not None  # reading "a" makes room for "c"
+    bus.publish(event("c", data=big))
+    assert not sub.closed
+    bus.publish(event("d", data=big))  # b + c + d would pass 2000 bytes
+    assert sub.closed
+    assert sub.dropped_reason is not None
+    assert "2000 bytes" in sub.dropped_reason

@@ -34,8 +34,9 @@ from cyan.api.errors import (
     UnsupportedGrantType,
     error_response,
 )
+from cyan.api.limits import client_address
 from cyan.api.shapes import iso
-from cyan.store import AccountError, UserExists
+from cyan.store import AccountError, UserExists, UserRecord
 
 router = APIRouter(tags=["accounts"])
 
@@ -123,6 +124,19 @@ def _lifetime_s(params: dict[str, Any]) -> int:
     return lifetime
 
 
+async def _checked_password(
+    request: Request, context: ApiContext, username: str, password: str
+) -> UserRecord | None:
+    """The user, if the password is theirs; within the login limits (limits.py)."""
+    context.limits.login(client_address(request.scope), username)
+    user = await context.store.users.check_password(username, password)
+    if user is None:
+        context.limits.login_failed(username)
+    else:
+        context.limits.login_succeeded(username)
+    return user
+
+
 @router.post("/oauth/token", summary="Log in: trade a username and password for a token")
 async def issue_token(request: Request, context: Context) -> JSONResponse:
     params = await body_params(request)
@@ -145,7 +159,7 @@ async def issue_token(request: Request, context: Context) -> JSONResponse:
     if username is None or password is None:
         raise OAuthError("username and password are required")
     lifetime = _lifetime_s(params)
-    user = await context.store.users.check_password(username, password)
+    user = await _checked_password(request, context, username, password)
     if user is None:
         raise InvalidGrant()
     if lifetime == 0 or lifetime > MAX_LIFETIME_S:
@@ -225,7 +239,7 @@ async def list_tokens(request: Request, context: Context) -> Any:
         credentials = _basic(request)
     except ValueError:
         credentials = None
-    user = None if credentials is None else await context.store.users.check_password(*credentials)
+    user = None if credentials is None else await _checked_password(request, context, *credentials)
     if user is None:
         return _challenged(CredentialsRefused())
     # Only the start of each token's sha256 can be shown: Cyan keeps hashes, never the

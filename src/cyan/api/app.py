@@ -15,6 +15,7 @@ from cyan.api import accounts, devices, diagnosis, events, manage
 from cyan.api.auth import ApiContext, ServerIdentity
 from cyan.api.body_limit import BodyLimitMiddleware
 from cyan.api.errors import install_error_handlers
+from cyan.api.limits import ApiLimits, RequestLimitMiddleware
 from cyan.api.stream_guard import StreamGuard
 from cyan.bus import EventBus
 from cyan.cloud.flash import Flasher
@@ -37,17 +38,21 @@ def create_app(
         version=__version__,
         summary="A self-hosted, Particle Cloud API v1 compatible device cloud",
     )
+    limits = ApiLimits(settings)
     app.state.cyan = ApiContext(
         store=store,
         router=router,
         bus=bus,
         settings=settings,
         streams=StreamGuard(store, router, settings.stream_check_s),
+        limits=limits,
         flasher=flasher,
         server=server,
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, before_auth_bytes=settings.max_body_before_auth_bytes)
+    # Outermost: a client over its limit costs no body read, auth or routing.
+    app.add_middleware(RequestLimitMiddleware, limits=limits)
     # Event routes first: /v1/devices/events and /v1/devices/:id/events must win over the
     # variable and function routes /v1/devices/:id/:name (rest-api.md §10 item 5).
     app.include_router(events.router)

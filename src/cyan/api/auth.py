@@ -21,6 +21,7 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from cyan.api.body_limit import allow_body
 from cyan.api.cache import TtlCache
 from cyan.api.errors import BadRequest, TokenInvalid, TokenMissing
+from cyan.api.limits import ApiLimits
 from cyan.api.stream_guard import StreamGuard
 from cyan.bus import EventBus
 from cyan.cloud.router import Router
@@ -53,6 +54,7 @@ class ApiContext:
     bus: EventBus
     settings: ApiSettings
     streams: StreamGuard
+    limits: ApiLimits
     # None when the API runs without a gateway (some tests).
     server: ServerIdentity | None = None
     flasher: Flasher | None = None

@@ -54,6 +54,9 @@ class ApiError(CyanError):
     def body(self) -> dict[str, Any]:
         return {"ok": False, "error": self.message}
 
+    def headers(self) -> dict[str, str] | None:
+        return None
+
 
 class BadRequest(ApiError):
     http_status = 400
@@ -67,6 +70,10 @@ class AuthError(ApiError):
 
     def body(self) -> dict[str, Any]:
         return {"error": self.oauth_error, "error_description": self.message}
+
+    def headers(self) -> dict[str, str] | None:
+        # RFC 6750 §3: a 401 names the scheme it wants.
+        return {"WWW-Authenticate": f'Bearer error="{self.oauth_error}"'}
 
 
 class TokenMissing(AuthError):
@@ -100,11 +107,7 @@ def error_response(
 
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ApiError)
-    headers = None
-    if isinstance(exc, AuthError):
-        # RFC 6750 §3: a 401 names the scheme it wants.
-        headers = {"WWW-Authenticate": f'Bearer error="{exc.oauth_error}"'}
-    return error_response(exc.http_status, exc.body(), headers)
+    return error_response(exc.http_status, exc.body(), exc.headers())
 
 
 async def _cloud_error(request: Request, exc: Exception) -> JSONResponse:

@@ -16,19 +16,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
+from starlette.background import BackgroundTask
 
 from cyan.api.auth import ApiContext, BearerToken, Context, CurrentUser, body_params
 from cyan.api.bodies import parse_body
 from cyan.api.devices import resolve_device
+from cyan.api.limits import client_address
 from cyan.api.shapes import sse_event
 from cyan.bus import Scope, SubscriptionEnded
 from cyan.bus.events import CloudEvent
 from cyan.protocol.limits import EVENT_NAME_BYTES, LARGE
+from cyan.store import UserRecord
 
 router = APIRouter(tags=["events"])
 
@@ -50,17 +55,35 @@ _OPENED = b":ok\n\n"
 _KEEPALIVE = b":\n"
 
 
+@dataclass(frozen=True, slots=True)
+class StreamCaller:
+    """Who opens a stream: their address (limits.py), account and token (stream_guard.py)."""
+
+    address: str
+    user: UserRecord
+    token: str
+
+
+async def _stream_caller(request: Request, user: CurrentUser, token: BearerToken) -> StreamCaller:
+    assert token is not None  # CurrentUser has refused a request without one
+    return StreamCaller(client_address(request.scope), user, token)
+
+
+Caller = Annotated[StreamCaller, Depends(_stream_caller)]
+
+
 def _event_stream(
     context: ApiContext,
-    token: str | None,
+    caller: StreamCaller,
     *,
     scope: Scope,
-    owner_id: int,
     prefix: str | None = None,
     device_id: str | None = None,
 ) -> StreamingResponse:
     keepalive_s = context.settings.sse_keepalive_s
     bus = context.bus
+    # Counted before the stream starts, so that a refusal is a plain JSON 429.
+    closed = context.limits.open_stream(caller.address)
 
     async def body() -> AsyncIterator[bytes]:
         # Subscribing inside the generator, before ":ok" is yielded: an event published
@@ -68,10 +91,13 @@ def _event_stream(
         # leaves no subscription behind. The server cancels the generator when the client
         # goes away, and ``finally`` releases the subscription.
         sub = bus.subscribe(
-            prefix=prefix or None, device_id=device_id, owner_id=owner_id, scope=scope
+            prefix=prefix or None,
+            device_id=device_id,
+            owner_id=caller.user.id,
+            scope=scope,
+            max_bytes=context.settings.stream_buffer_bytes,
         )
-        assert token is not None  # CurrentUser has refused a request without one
-        watched = context.streams.watch(token, sub)
+        watched = context.streams.watch(caller.token, sub)
         try:
             yield _OPENED
             while True:
@@ -90,43 +116,44 @@ def _event_stream(
         finally:
             context.streams.unwatch(watched)
             sub.close()
+            closed()
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=_STREAM_HEADERS)
+    # Also after the response, for a stream whose body never started (closed() is idempotent).
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers=_STREAM_HEADERS,
+        background=BackgroundTask(closed),
+    )
 
 
 @router.get("/v1/events", summary="Stream public events and the caller's own")
-async def stream_firehose(
-    context: Context, user: CurrentUser, token: BearerToken
-) -> StreamingResponse:
-    return _event_stream(context, token, scope=Scope.FIREHOSE, owner_id=user.id)
+async def stream_firehose(context: Context, caller: Caller) -> StreamingResponse:
+    return _event_stream(context, caller, scope=Scope.FIREHOSE)
 
 
 @router.get("/v1/events/{prefix:path}", summary="Stream public and own events by name prefix")
 async def stream_firehose_prefix(
-    context: Context, user: CurrentUser, token: BearerToken, prefix: str
+    context: Context, caller: Caller, prefix: str
 ) -> StreamingResponse:
-    return _event_stream(context, token, scope=Scope.FIREHOSE, owner_id=user.id, prefix=prefix)
+    return _event_stream(context, caller, scope=Scope.FIREHOSE, prefix=prefix)
 
 
 @router.get("/v1/devices/events", summary="Stream the caller's events")
-async def stream_mine(context: Context, user: CurrentUser, token: BearerToken) -> StreamingResponse:
-    return _event_stream(context, token, scope=Scope.MINE, owner_id=user.id)
+async def stream_mine(context: Context, caller: Caller) -> StreamingResponse:
+    return _event_stream(context, caller, scope=Scope.MINE)
 
 
 @router.get("/v1/devices/events/{prefix:path}", summary="Stream the caller's events by prefix")
-async def stream_mine_prefix(
-    context: Context, user: CurrentUser, token: BearerToken, prefix: str
-) -> StreamingResponse:
-    return _event_stream(context, token, scope=Scope.MINE, owner_id=user.id, prefix=prefix)
+async def stream_mine_prefix(context: Context, caller: Caller, prefix: str) -> StreamingResponse:
+    return _event_stream(context, caller, scope=Scope.MINE, prefix=prefix)
 
 
 @router.get("/v1/devices/{id_or_name}/events", summary="Stream one device's events")
-async def stream_device(
-    context: Context, user: CurrentUser, token: BearerToken, id_or_name: str
-) -> StreamingResponse:
+async def stream_device(context: Context, caller: Caller, id_or_name: str) -> StreamingResponse:
     # Checked before the stream starts, so that a wrong device is a plain JSON 404.
-    record = await resolve_device(context, user, id_or_name)
-    return _event_stream(context, token, scope=Scope.DEVICE, owner_id=user.id, device_id=record.id)
+    record = await resolve_device(context, caller.user, id_or_name)
+    return _event_stream(context, caller, scope=Scope.DEVICE, device_id=record.id)
 
 
 @router.get(
@@ -134,12 +161,10 @@ async def stream_device(
     summary="Stream one device's events by name prefix",
 )
 async def stream_device_prefix(
-    context: Context, user: CurrentUser, token: BearerToken, id_or_name: str, prefix: str
+    context: Context, caller: Caller, id_or_name: str, prefix: str
 ) -> StreamingResponse:
-    record = await resolve_device(context, user, id_or_name)
-    return _event_stream(
-        context, token, scope=Scope.DEVICE, owner_id=user.id, device_id=record.id, prefix=prefix
-    )
+    record = await resolve_device(context, caller.user, id_or_name)
+    return _event_stream(context, caller, scope=Scope.DEVICE, device_id=record.id, prefix=prefix)
 
 
 class PublishRequest(BaseModel):

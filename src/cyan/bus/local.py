@@ -22,6 +22,8 @@ from cyan.errors import CyanError
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_QUEUE = 1000
+# What a queued event is counted as beyond its name and data: the object and its fields.
+EVENT_OVERHEAD_BYTES = 200
 
 K = TypeVar("K")
 
@@ -52,8 +54,10 @@ class Subscription:
         "_bus",
         "_closed",
         "_queue",
+        "_queued_bytes",
         "device_id",
         "dropped_reason",
+        "max_bytes",
         "max_queue",
         "owner_id",
         "prefix",
@@ -69,6 +73,7 @@ class Subscription:
         device_id: str | None,
         owner_id: int | None,
         max_queue: int,
+        max_bytes: int | None = None,
     ) -> None:
         self._bus = bus
         self.scope = scope
@@ -76,6 +81,10 @@ class Subscription:
         self.device_id = device_id.lower() if device_id is not None else None
         self.owner_id = owner_id
         self.max_queue = max_queue
+        # Bytes of queued events at most (None: only the count bounds the queue): what one
+        # subscriber that stops reading can make the server hold.
+        self.max_bytes = max_bytes
+        self._queued_bytes = 0
         self.dropped_reason: str | None = None
         self._closed = False
         # Unbounded on purpose: the bound is enforced in ``_offer`` so that there is always
@@ -106,6 +115,11 @@ class Subscription:
         if self._queue.qsize() >= self.max_queue:
             self.drop(f"queue full ({self.max_queue} events): the client reads too slowly")
             return
+        size = _queued_size(event)
+        if self.max_bytes is not None and self._queued_bytes + size > self.max_bytes:
+            self.drop(f"queue full ({self.max_bytes} bytes): the client reads too slowly")
+            return
+        self._queued_bytes += size
         self._queue.put_nowait(event)
 
     def drop(self, reason: str) -> None:
@@ -136,6 +150,7 @@ class Subscription:
         # queued so that the reader ends now instead of after a backlog.
         while not self._queue.empty():
             self._queue.get_nowait()
+        self._queued_bytes = 0
         self._queue.put_nowait(None)
 
     async def receive(self, timeout_s: float | None = None) -> CloudEvent | None:
@@ -157,6 +172,7 @@ class Subscription:
             # Put the marker back so that every later call also ends.
             self._queue.put_nowait(None)
             raise SubscriptionEnded(self.dropped_reason or "subscription closed")
+        self._queued_bytes -= _queued_size(item)
         return item
 
     def __aiter__(self) -> AsyncIterator[CloudEvent]:
@@ -193,6 +209,7 @@ class EventBus:
         owner_id: int | None,
         scope: Scope,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        max_bytes: int | None = None,
     ) -> Subscription:
         if scope is Scope.DEVICE and not device_id:
             raise BusError("a DEVICE subscription needs a device_id")
@@ -205,6 +222,7 @@ class EventBus:
             device_id=device_id,
             owner_id=owner_id,
             max_queue=max_queue,
+            max_bytes=max_bytes,
         )
         self._subscriptions.add(sub)
         if scope is Scope.FIREHOSE:
@@ -257,6 +275,10 @@ class EventBus:
                 _discard(self._mine, sub.owner_id, sub)
         elif sub.device_id is not None:
             _discard(self._by_device, sub.device_id, sub)
+
+
+def _queued_size(event: CloudEvent) -> int:
+    return EVENT_OVERHEAD_BYTES + len(event.name) + len(event.data or "")
 
 
 def _discard(index: dict[K, set[Subscription]], key: K, sub: Subscription) -> None:
