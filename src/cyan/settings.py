@@ -62,6 +62,10 @@ class GatewaySettings:
     # Over it they are dropped and counted per device; 0 turns the limit off.
     events_per_s: float = 1.0
     event_burst: int = 4
+    # Connections from one address still in the handshake at once; more are closed at
+    # once (stage busy). Holds a scanner's half-open connections, and the RSA they would
+    # cost, to a bound; devices behind one NAT that reconnect together retry by themselves.
+    max_handshakes_per_address: int = 100
 
 
 @dataclass(frozen=True, slots=True)

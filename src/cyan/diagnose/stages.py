@@ -82,6 +82,12 @@ _TABLE: dict[Stage, tuple[str, str]] = {
         "the device went silent and did not answer a ping",
         "check the device's power and Wi-Fi signal; it reconnects by itself when it can",
     ),
+    Stage.BUSY: (
+        "too many connections from the device's address were in the handshake at once, so "
+        "the server turned this one away",
+        "nothing, if it passes: the device retries by itself; if many devices share one "
+        "address (a NAT), raise gateway.max_handshakes_per_address",
+    ),
 }
 
 

@@ -76,6 +76,8 @@ class Gateway:
         self._presence: dict[str, PresenceUpdate] = {}
         self._session_writes: dict[str, SessionUpdate] = {}
         self._failure_writes: deque[ConnectionFailure] = deque(maxlen=PENDING_FAILURES_MAX)
+        # remote address -> its connections still in the handshake
+        self._handshaking: dict[str, int] = {}
         # device id -> [over the rate, too big] since the last flush
         self._dropped: dict[str, list[int]] = {}
         # One flush at a time: a flush that returns has written everything queued before it,
@@ -223,6 +225,26 @@ class Gateway:
 
     def publish(self, event: CloudEvent) -> None:
         self.router.publish(event)
+
+    def handshake_started(self, remote_ip: str) -> bool:
+        """Count a connection from ``remote_ip`` into the handshake; False (not counted) if
+        that address has gateway.max_handshakes_per_address there already."""
+        count = self._handshaking.get(remote_ip, 0)
+        most = self.settings.max_handshakes_per_address
+        if most > 0 and count >= most:
+            return False
+        self._handshaking[remote_ip] = count + 1
+        return True
+
+    def handshake_ended(self, remote_ip: str) -> None:
+        count = self._handshaking.get(remote_ip, 1) - 1
+        if count > 0:
+            self._handshaking[remote_ip] = count
+        else:
+            self._handshaking.pop(remote_ip, None)
+
+    def handshakes_from(self, remote_ip: str) -> int:
+        return self._handshaking.get(remote_ip, 0)
 
     def event_dropped(self, device_id: str, name: str, why: Refusal) -> None:
         """Count an event the device may not publish (admission.py); said once a flush."""

@@ -53,6 +53,7 @@ class DeviceSession:
         "_events",
         "_failure",
         "_gateway",
+        "_handshaking",
         "_live",
         "connection",
         "device_id",
@@ -88,12 +89,22 @@ class DeviceSession:
         # Set by whatever moves a running update on (gateway/update.py); None otherwise.
         self._activity: asyncio.Event | None = None
         self._events = event_bucket(gateway.settings, self.opened_at)
+        self._handshaking = False
 
     # -- the driver's Handler -------------------------------------------------------------
 
     def connected(self, driver: Driver) -> None:
         self.remote_ip = driver.peer_ip
         self._gateway.sessions.add(self)
+        self._handshaking = self._gateway.handshake_started(self.remote_ip)
+        if not self._handshaking:
+            most = self._gateway.settings.max_handshakes_per_address
+            self.fail(
+                ProtocolError(
+                    Stage.BUSY, f"{most} connections from this address already in the handshake"
+                )
+            )
+            return
         self._deadlines.connected()
         driver.drive(self.connection.start)
 
@@ -111,7 +122,13 @@ class DeviceSession:
         if self._activity is not None:
             self._activity.set()
 
+    def _handshake_over(self) -> None:
+        if self._handshaking:
+            self._handshaking = False
+            self._gateway.handshake_ended(self.remote_ip)
+
     def closed(self, exc: Exception | None) -> None:
+        self._handshake_over()
         self._deadlines.cancel()
         self._gateway.sessions.discard(self)
         if self._failure is None and not self._closing:
@@ -238,6 +255,7 @@ class DeviceSession:
         self.drive(self.connection.accept_device, key)
 
     def _online(self, event: HelloReceived) -> None:
+        self._handshake_over()
         live = live_from_hello(event.device_id, self.remote_ip, event.hello, datetime.now(UTC))
         self._live = live
         self._gateway.device_online(self)

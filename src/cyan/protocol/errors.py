@@ -26,6 +26,8 @@ class Stage(StrEnum):
     SESSION = "session"
     TIMEOUT = "timeout"
     KEEPALIVE_TIMEOUT = "keepalive-timeout"
+    # The server turned the connection away before the handshake: too many from one address.
+    BUSY = "busy"
 
 
 class ConnectionBusy(CyanError):
