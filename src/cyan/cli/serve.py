@@ -11,7 +11,7 @@ import typer
 from rich.panel import Panel
 
 from cyan.cli.options import DatabaseUrl, DataDir
-from cyan.cli.output import console, reports_errors, setup_logging
+from cyan.cli.output import LogFormat, console, reports_errors, setup_logging
 from cyan.settings import DEFAULT_API_PORT, DEFAULT_DEVICE_PORT, Settings, load_settings
 
 
@@ -61,9 +61,15 @@ def serve(
         ),
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            help="text: plain lines (cheap); json: one JSON object per line; rich: coloured."
+        ),
+    ] = LogFormat.TEXT,
 ) -> None:
     """Run the device gateway and the REST API (and demo devices with --demo N)."""
-    setup_logging(verbose)
+    setup_logging(verbose, log_format)
     settings = load_settings(
         data_dir=data_dir,
         database_url=database_url,
