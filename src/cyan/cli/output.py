@@ -68,9 +68,10 @@ def setup_logging(verbose: bool = False, log_format: LogFormat = LogFormat.RICH)
 
 
 def fail(message: str, fix: str | None = None, code: int = 1) -> typer.Exit:
-    console.print(f"[bold red]Error:[/] {message}")
+    # Not wrapped: an error names paths, ids and commands a user copies whole.
+    console.print(f"[bold red]Error:[/] {message}", soft_wrap=True)
     if fix:
-        console.print(f"[bold]Fix:[/] {fix}")
+        console.print(f"[bold]Fix:[/] {fix}", soft_wrap=True)
     return typer.Exit(code)
 
 

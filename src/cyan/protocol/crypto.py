@@ -146,6 +146,10 @@ def _der_length(data: bytes) -> int | None:
     return 2 + count + int.from_bytes(data[2 : 2 + count], "big")
 
 
+PRIVATE_KEY_FORMS = "expected PEM, or DER as PKCS#1 or PKCS#8 such as a Photon's key image"
+PUBLIC_KEY_FORMS = "expected PEM or DER, a public key or a private key"
+
+
 def load_private_key(data: bytes) -> rsa.RSAPrivateKey:
     """An RSA private key from PEM, or DER (PKCS#1 or PKCS#8), padding after DER allowed."""
     try:
@@ -155,9 +159,10 @@ def load_private_key(data: bytes) -> rsa.RSAPrivateKey:
             end = _der_length(data)
             key = serialization.load_der_private_key(data[:end] if end else data, password=None)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"not an RSA private key: {exc}") from exc
+        # The library's own words name ASN.1 tags, which tell a user nothing: say what fits.
+        raise ValueError(f"not an RSA private key ({PRIVATE_KEY_FORMS})") from exc
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError("not an RSA private key")
+        raise ValueError(f"not an RSA private key ({PRIVATE_KEY_FORMS})")
     return key
 
 
@@ -177,9 +182,9 @@ def load_public_key(data: bytes) -> rsa.RSAPublicKey:
             except ValueError:
                 return load_private_key(der).public_key()
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"not an RSA public key: {exc}") from exc
+        raise ValueError(f"not an RSA public key ({PUBLIC_KEY_FORMS})") from exc
     if not isinstance(key, rsa.RSAPublicKey):
-        raise ValueError("not an RSA public key")
+        raise ValueError(f"not an RSA public key ({PUBLIC_KEY_FORMS})")
     return key
 
 
