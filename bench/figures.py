@@ -115,18 +115,29 @@ def summary(line: str) -> None:
 
 
 class CpuMeter:
-    """CPU seconds a process used between ``start()`` and ``stop()``, and its share of wall."""
+    """CPU seconds a process used between ``start()`` and ``stop()``, and its share of wall;
+    with ``children``, its descendants' too (a node's RSA workers), each counted once."""
 
-    def __init__(self, pid: int) -> None:
-        self._process = psutil.Process(pid)
+    def __init__(self, *pids: int, children: bool = False) -> None:
+        self._processes = [psutil.Process(pid) for pid in pids]
+        self._children = children
         self._cpu0 = 0.0
         self._wall0 = 0.0
         self.cpu_s = math.nan
         self.wall_s = math.nan
 
     def _cpu(self) -> float:
-        times = self._process.cpu_times()
-        return float(times.user + times.system)
+        processes = {process.pid: process for process in self._processes}
+        if self._children:
+            for parent in self._processes:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    processes.update((c.pid, c) for c in parent.children(recursive=True))
+        total = 0.0
+        for process in processes.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system
+        return total
 
     def start(self) -> None:
         self._cpu0, self._wall0 = self._cpu(), clock()
@@ -151,7 +162,7 @@ class OtherLoad:
     WARN_SHARE = 0.15
 
     def __init__(self, pids: Sequence[int]) -> None:
-        self._meters = [CpuMeter(pid) for pid in pids]
+        self._ours = CpuMeter(*pids, children=True)
         self._busy0 = 0.0
         self._wall0 = 0.0
         self.share = math.nan  # of one core
@@ -162,15 +173,13 @@ class OtherLoad:
         return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
     def start(self) -> None:
-        for meter in self._meters:
-            meter.start()
+        self._ours.start()
         self._busy0, self._wall0 = self._busy(), clock()
 
     def stop(self) -> None:
         busy, wall = self._busy() - self._busy0, clock() - self._wall0
-        for meter in self._meters:
-            meter.stop()
-        ours = sum(meter.cpu_s for meter in self._meters)
+        self._ours.stop()
+        ours = self._ours.cpu_s
         self.share = max(0.0, busy - ours) / wall if wall else math.nan
 
     @property

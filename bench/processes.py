@@ -40,10 +40,9 @@ class Child:
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._child_conn: Connection | None = child_conn
-        # daemon: multiprocessing terminates it at exit should we die before stop().
-        self.process = context.Process(
-            target=target, args=(child_conn, *args), name=name, daemon=True
-        )
+        # Not a daemon: a Cyan node starts worker processes of its own (its RSA pool),
+        # which a daemonic process may not. stop() (the context manager's exit) ends it.
+        self.process = context.Process(target=target, args=(child_conn, *args), name=name)
         self.name = name
         self.info: dict[str, Any] = {}
 
@@ -149,11 +148,17 @@ async def serve_control(conn: Connection, handlers: dict[str, ControlHandler]) -
 
 
 def bench_settings(data_dir: Path, **gateway: Any) -> Settings:
-    """Loopback, ephemeral ports, no environment: the same for parent and server child."""
+    """Loopback, ephemeral ports, no environment: the same for parent and server child.
+
+    Every device and client of a bench comes from one address, so the per-address limits
+    meant for a scanner or a script (handshakes in flight, API requests, streams) are
+    lifted unless a bench sets them.
+    """
+    per_address_off = {"requests_per_5_min": 0, "stream_opens_per_5_min": 0}
     return load_settings(
         data_dir=data_dir,
-        gateway={"host": HOST, "port": 0, **gateway},
-        api={"host": HOST, "port": 0},
+        gateway={"host": HOST, "port": 0, "max_handshakes_per_address": 1_000_000, **gateway},
+        api={"host": HOST, "port": 0, **per_address_off, "streams_per_address": 0},
         environ={},
     )
 
