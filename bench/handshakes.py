@@ -152,7 +152,8 @@ async def load(
     await asyncio.sleep(0.5)
 
     before = server.request("stats")["failure_stages"]
-    server_cpu, load_cpu = CpuMeter(server.pid), CpuMeter(os.getpid())
+    server_cpu = CpuMeter(server.pid, children=True)  # with its RSA workers
+    load_cpu = CpuMeter(os.getpid())
     others = OtherLoad([server.pid, os.getpid()])
     server_cpu.start()
     load_cpu.start()

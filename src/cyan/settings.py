@@ -66,6 +66,9 @@ class GatewaySettings:
     # once (stage busy). Holds a scanner's half-open connections, and the RSA they would
     # cost, to a bound; devices behind one NAT that reconnect together retry by themselves.
     max_handshakes_per_address: int = 100
+    # Worker processes for the server key's RSA (cyan/rsa_pool.py): none given, one per
+    # core; 0 runs it on the event loop, where every RSA operation stalls all devices.
+    rsa_processes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,7 @@ MAX_MODULE_LINES = 400
 LAYERS: list[set[str]] = [
     {"errors", "files", "rates"},
     {"protocol", "firmware", "settings"},
-    {"driver", "net", "keydir", "datadir", "dfu"},
+    {"driver", "net", "keydir", "datadir", "dfu", "rsa_pool"},
     {"store", "bus"},
     {"cloud"},
     {"diagnose"},

@@ -129,15 +129,19 @@ def make_pair(
     server_random: Callable[[int], bytes] | None = None,
     clock: Callable[[], float] | None = None,
     server_public_key: crypto.RsaPublicKey | None = None,
+    server_holds_key: bool = True,
 ) -> Pair:
     """A started server and a device; ``pump()`` runs the handshake.
 
     ``registered_index`` picks the device key the server has on file (None: none);
-    ``server_public_key`` is the key the device trusts (default: the server's own).
+    ``server_public_key`` is the key the device trusts (default: the server's own);
+    ``server_holds_key=False`` leaves the server key's operations to the test.
     """
     now = clock or (lambda: FIXED_CLOCK)
     server = ServerConnection(
-        server_key(), random_bytes=server_random or seeded_random(seed), clock=now
+        server_key() if server_holds_key else None,
+        random_bytes=server_random or seeded_random(seed),
+        clock=now,
     )
     device = DeviceConnection(
         DEVICE_ID,

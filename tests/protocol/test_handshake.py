@@ -552,9 +552,12 @@ def test_device_eof_at_each_point() -> None:
 
 SERVER_TABLE = {
     (ServerState.START, ServerInput.SEND_NONCE): ServerState.NONCE_SENT,
-    (ServerState.NONCE_SENT, ServerInput.RECV_DEVICE_BLOCK): ServerState.IDENTIFIED,
-    (ServerState.IDENTIFIED, ServerInput.SEND_SESSION_KEY): ServerState.KEYS_SENT,
+    (ServerState.NONCE_SENT, ServerInput.RECV_DEVICE_BLOCK): ServerState.OPENING,
+    (ServerState.OPENING, ServerInput.OPEN_DEVICE_BLOCK): ServerState.IDENTIFIED,
+    (ServerState.IDENTIFIED, ServerInput.MAKE_SESSION_KEY): ServerState.SIGNING,
+    (ServerState.SIGNING, ServerInput.SEND_SESSION_KEY): ServerState.KEYS_SENT,
 }
+SERVER_PATH = list(ServerInput)
 DEVICE_TABLE = {
     (DeviceState.START, DeviceInput.RECV_NONCE): DeviceState.ID_SENT,
     (DeviceState.ID_SENT, DeviceInput.RECV_SESSION_KEY): DeviceState.KEYED,
@@ -571,13 +574,20 @@ def _new_server_handshake() -> ServerHandshake:
     return ServerHandshake(vectors.server_key(), lambda count: (NONCE + SESSION)[:count])
 
 
+_DEVICE_PLAINTEXT = NONCE + DEVICE_ID_BYTES + spki(vectors.device_key(0))
+
+
 def _server_step(handshake: ServerHandshake, step: ServerInput) -> None:
     if step is ServerInput.SEND_NONCE:
         handshake.nonce()
     elif step is ServerInput.RECV_DEVICE_BLOCK:
-        handshake.read_device_block(_DEVICE_BLOCK)
+        handshake.receive_device_block()
+    elif step is ServerInput.OPEN_DEVICE_BLOCK:
+        handshake.open_device_block(_DEVICE_PLAINTEXT)
+    elif step is ServerInput.MAKE_SESSION_KEY:
+        handshake.make_session_key(vectors.device_key(0).public_key())
     else:
-        handshake.session_key_reply(vectors.device_key(0).public_key())
+        handshake.signed_reply(bytes(256))
 
 
 def _new_device_handshake() -> DeviceHandshake:
@@ -593,8 +603,7 @@ def _device_step(handshake: DeviceHandshake, step: DeviceInput) -> None:
 
 def _server_in(state: ServerState) -> ServerHandshake:
     handshake = _new_server_handshake()
-    path = [ServerInput.SEND_NONCE, ServerInput.RECV_DEVICE_BLOCK, ServerInput.SEND_SESSION_KEY]
-    for step in path:
+    for step in SERVER_PATH:
         if handshake.state is state:
             break
         _server_step(handshake, step)

@@ -14,12 +14,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from cyan.protocol import ServerConnection, messages, payloads
+from cyan.protocol import ServerConnection, crypto, messages, payloads
 from cyan.protocol.coap import CoapCode, CoapMessage, CoapType
 from cyan.protocol.errors import ProtocolError, Stage
 from cyan.protocol.events import (
     DescribeReceived,
     DescribeRequested,
+    DeviceBlockReceived,
     DeviceIdentified,
     EventPublished,
     FunctionCallRequested,
@@ -28,6 +29,8 @@ from cyan.protocol.events import (
     PingAcknowledged,
     RequestKind,
     ResponseReceived,
+    ServerHelloReceived,
+    SessionKeyToSign,
     SignalRequested,
     SubscriptionRequested,
     TimeReceived,
@@ -40,11 +43,13 @@ from tests.protocol.pair import (
     CHUNKS,
     DEVICE_ID,
     FIXED_CLOCK,
+    PHOTON_HELLO,
     Pair,
     connected,
     device_key,
     make_pair,
     of_type,
+    server_key,
 )
 from tests.protocol.wire import (
     ACK,
@@ -495,6 +500,74 @@ def test_handshake_state_and_the_offered_key_at_each_step(send_public_key: bool)
     ]
     assert identified == [DeviceIdentified(DEVICE_ID, offered)]
     assert (established, server.established) == (False, True)
+
+
+def test_a_server_without_the_key_hands_out_its_two_rsa_steps() -> None:
+    # A gateway runs the decrypt and the signature in worker processes: the core asks for
+    # each and waits in a state of its own until the result is handed back.
+    pair = make_pair(server_holds_key=False)
+    server, device = pair.server, pair.device
+    device.receive_data(server.data_to_send())
+    block = device.data_to_send()
+
+    server.receive_data(block)
+    assert server.events_received() == [DeviceBlockReceived(block)]
+    assert server.handshake_state is ServerState.OPENING
+    server.open_device_block(crypto.rsa_decrypt(server_key(), block))
+    assert server.events_received() == [DeviceIdentified(DEVICE_ID, server.offered_key_der)]
+    server.accept_device(device_key(0).public_key())
+    (to_sign,) = server.events_received()
+    assert isinstance(to_sign, SessionKeyToSign)
+    assert (server.handshake_state, server.data_to_send()) == (ServerState.SIGNING, b"")
+
+    server.sign_session_key(crypto.sign_hmac(server_key(), to_sign.digest))
+    assert (server.handshake_state, server.established) == (ServerState.KEYS_SENT, True)
+    device.receive_data(server.data_to_send())
+    server.receive_data(device.data_to_send())
+    device.receive_data(server.data_to_send())
+    assert HelloReceived(DEVICE_ID, PHOTON_HELLO) in server.events_received()
+    assert ServerHelloReceived() in device.events_received()
+
+
+def test_bytes_that_arrive_while_the_block_is_decrypted_elsewhere_are_not_a_second_block() -> None:
+    pair = make_pair(server_holds_key=False)
+    server, device = pair.server, pair.device
+    device.receive_data(server.data_to_send())
+    block = device.data_to_send()
+    server.receive_data(block + bytes(300))
+    server.receive_data(bytes(300))
+    assert server.events_received() == [DeviceBlockReceived(block)]
+    assert server.handshake_state is ServerState.OPENING
+
+
+def test_a_block_that_does_not_decrypt_elsewhere_is_a_handshake_decrypt_error() -> None:
+    pair = make_pair(server_holds_key=False)
+    pair.device.receive_data(pair.server.data_to_send())
+    pair.server.receive_data(pair.device.data_to_send())
+    with pytest.raises(ProtocolError) as caught:
+        pair.server.open_device_block(None)
+    assert caught.value.stage is Stage.HANDSHAKE_DECRYPT
+
+
+@pytest.mark.parametrize(
+    ("steps", "stage", "words"),
+    [(1, Stage.TIMEOUT, "decrypted its handshake"), (3, Stage.TIMEOUT, "signed its session key")],
+)
+def test_a_device_that_leaves_while_the_server_works_on_rsa_names_the_wait(
+    steps: int, stage: Stage, words: str
+) -> None:
+    pair = make_pair(server_holds_key=False)
+    server, device = pair.server, pair.device
+    device.receive_data(server.data_to_send())
+    block = device.data_to_send()
+    server.receive_data(block)
+    if steps == 3:
+        server.open_device_block(crypto.rsa_decrypt(server_key(), block))
+        server.accept_device(device_key(0).public_key())
+    with pytest.raises(ProtocolError) as caught:
+        server.receive_eof()
+    assert caught.value.stage is stage
+    assert words in caught.value.reason
 
 
 REQUESTS: list[tuple[str, Callable[[ServerConnection], int]]] = [

@@ -22,6 +22,7 @@ from cyan.gateway.failure_log import FailureLog
 from cyan.gateway.session import DeviceSession
 from cyan.gateway.writes import write_isolated
 from cyan.protocol import ProtocolError, Stage, crypto, payloads
+from cyan.rsa_pool import RsaPool, default_processes
 from cyan.settings import GatewaySettings
 from cyan.store import (
     ConnectionFailure,
@@ -59,6 +60,13 @@ class Gateway:
     ) -> None:
         self.settings = settings
         self.server_key = server_key
+        processes = settings.rsa_processes
+        if processes is None:
+            processes = default_processes()
+        # The key's private operations run in worker processes unless asked otherwise;
+        # the connections then hold no key (None) and hand those steps to the pool.
+        self.rsa = RsaPool(server_key, processes) if processes else None
+        self.connection_key = None if self.rsa else server_key
         self.store = store
         self.router = router
         self.clock = clock
@@ -105,6 +113,9 @@ class Gateway:
             backlog=1024,
         )
         self._sweeper = asyncio.create_task(self._sweep(), name="gateway-sweep")
+        if self.rsa is not None:
+            # In the background: devices are accepted at once, the first waiting briefly.
+            self.spawn(self.rsa.start())
         self.router.on_registration_changed(self.forget_registration)
         log.info("device gateway listening on %s:%d", self.settings.host, self.port)
 
@@ -133,6 +144,8 @@ class Gateway:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.flush()
+        if self.rsa is not None:
+            await self.rsa.close()
         if self._server is not None:
             await self._server.wait_closed()
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cyan.bus.events import CloudEvent
 from cyan.cloud.types import FlashOptions, LiveDevice, UpdateProgress, VariableValue
@@ -27,12 +27,14 @@ from cyan.gateway.update import run_update
 from cyan.protocol import ProtocolError, ServerConnection, Stage, messages, payloads
 from cyan.protocol.events import (
     DescribeReceived,
+    DeviceBlockReceived,
     DeviceIdentified,
     Event,
     EventPublished,
     GoodbyeReceived,
     HelloReceived,
     ResponseReceived,
+    SessionKeyToSign,
     SubscriptionRequested,
     UpdateAccepted,
     UpdateFinished,
@@ -68,7 +70,7 @@ class DeviceSession:
     def __init__(self, gateway: Gateway) -> None:
         self._gateway = gateway
         self.connection = ServerConnection(
-            gateway.server_key,
+            gateway.connection_key,
             random_bytes=gateway.random_bytes,
             clock=gateway.clock,
             max_frame_bytes=gateway.settings.max_frame_bytes,
@@ -208,7 +210,9 @@ class DeviceSession:
     # -- events from the core -------------------------------------------------------------
 
     def event_received(self, event: Event) -> None:
-        if isinstance(event, DeviceIdentified):
+        if isinstance(event, DeviceBlockReceived | SessionKeyToSign):
+            self._gateway.spawn(self._rsa_step(event))
+        elif isinstance(event, DeviceIdentified):
             self.device_id = event.device_id
             self._gateway.spawn(self._identify(event.device_id))
         elif isinstance(event, HelloReceived):
@@ -235,6 +239,25 @@ class DeviceSession:
             # follows is no failure to record.
             log.info("device %s said goodbye", self.device_id)
             self._closing = True
+
+    async def _rsa_step(self, event: DeviceBlockReceived | SessionKeyToSign) -> None:
+        """The server key's part of the handshake, done by the gateway's RSA workers."""
+        rsa = self._gateway.rsa
+        assert rsa is not None  # a connection without the key exists only beside the pool
+        work: Awaitable[object]
+        answer: Callable[[Any], None]
+        if isinstance(event, DeviceBlockReceived):
+            work, answer = rsa.decrypt(event.block), self.connection.open_device_block
+        else:
+            work, answer = rsa.sign(event.digest), self.connection.sign_session_key
+        try:
+            result = await work
+        except Exception:
+            log.exception("the RSA worker processes failed")
+            self.fail(ProtocolError(Stage.TIMEOUT, "the server's RSA worker processes failed"))
+            return
+        if not (self._closing or self._failure is not None):
+            self.drive(answer, result)
 
     async def _identify(self, device_id: str) -> None:
         try:

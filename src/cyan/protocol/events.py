@@ -28,6 +28,23 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceBlockReceived(Event):
+    """A connection without the server key got the device's 256-byte block: decrypt it with
+    the server key and hand the plaintext (None if it does not decrypt) to
+    ``open_device_block``."""
+
+    block: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SessionKeyToSign(Event):
+    """A connection without the server key built its session key: sign ``digest`` with the
+    server key and hand the signature to ``sign_session_key``."""
+
+    digest: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class DeviceIdentified(Event):
     """The device named itself; answer with ``accept_device(registered_key)``."""
 

@@ -47,39 +47,74 @@ class SessionMaterial:
 class ServerState(Enum):
     START = "start"
     NONCE_SENT = "nonce-sent"
+    # The device's block is in; the server key's private operation on it is under way.
+    OPENING = "opening"
     IDENTIFIED = "identified"
+    # The session key is encrypted; its signature is under way.
+    SIGNING = "signing"
     KEYS_SENT = "keys-sent"
 
 
 class ServerInput(Enum):
     SEND_NONCE = "send-nonce"
     RECV_DEVICE_BLOCK = "recv-device-block"
+    OPEN_DEVICE_BLOCK = "open-device-block"
+    MAKE_SESSION_KEY = "make-session-key"
     SEND_SESSION_KEY = "send-session-key"
 
 
 _SERVER_TABLE: dict[tuple[ServerState, ServerInput], ServerState] = {
     (ServerState.START, ServerInput.SEND_NONCE): ServerState.NONCE_SENT,
-    (ServerState.NONCE_SENT, ServerInput.RECV_DEVICE_BLOCK): ServerState.IDENTIFIED,
-    (ServerState.IDENTIFIED, ServerInput.SEND_SESSION_KEY): ServerState.KEYS_SENT,
+    (ServerState.NONCE_SENT, ServerInput.RECV_DEVICE_BLOCK): ServerState.OPENING,
+    (ServerState.OPENING, ServerInput.OPEN_DEVICE_BLOCK): ServerState.IDENTIFIED,
+    (ServerState.IDENTIFIED, ServerInput.MAKE_SESSION_KEY): ServerState.SIGNING,
+    (ServerState.SIGNING, ServerInput.SEND_SESSION_KEY): ServerState.KEYS_SENT,
 }
 
-# Where each server state's failures belong, for errors raised outside a transition.
+# Where each server state's failures belong, for errors raised outside a transition. A
+# device that leaves while the server works on its RSA gave up waiting: the handshake
+# stalled on the server's side.
 SERVER_STAGE = {
     ServerState.START: Stage.TCP,
     ServerState.NONCE_SENT: Stage.NONCE,
+    ServerState.OPENING: Stage.TIMEOUT,
     ServerState.IDENTIFIED: Stage.UNKNOWN_DEVICE,
+    ServerState.SIGNING: Stage.TIMEOUT,
     ServerState.KEYS_SENT: Stage.HELLO,
 }
 
 
-class ServerHandshake:
-    __slots__ = ("_nonce", "_random", "_server_key", "device_id", "offered_key_der", "state")
+@dataclass(frozen=True, slots=True)
+class UnsignedReply:
+    """The session key, encrypted to the device, before the server signs it."""
 
-    def __init__(self, server_key: crypto.RsaPrivateKey, random_bytes: RandomBytes) -> None:
+    ciphertext: bytes
+    material: SessionMaterial
+    digest: bytes  # what the server key signs: HMAC-SHA1 of the ciphertext
+
+
+class ServerHandshake:
+    """The server's side. Its two private-key operations (opening the device's block,
+    signing the session key) are separate steps, so that a caller may run them elsewhere
+    (worker processes) and hand the results back; the ``read_device_block`` and
+    ``session_key_reply`` shortcuts run them here with ``server_key``."""
+
+    __slots__ = (
+        "_nonce",
+        "_random",
+        "_server_key",
+        "_unsigned",
+        "device_id",
+        "offered_key_der",
+        "state",
+    )
+
+    def __init__(self, server_key: crypto.RsaPrivateKey | None, random_bytes: RandomBytes) -> None:
         self.state = ServerState.START
         self._server_key = server_key
         self._random = random_bytes
         self._nonce = b""
+        self._unsigned: UnsignedReply | None = None
         self.device_id: str | None = None
         self.offered_key_der: bytes | None = None
 
@@ -92,15 +127,28 @@ class ServerHandshake:
             )
         self.state = next_state
 
+    def _private_key(self) -> crypto.RsaPrivateKey:
+        if self._server_key is None:
+            raise ValueError("this handshake holds no server key: hand in the RSA results")
+        return self._server_key
+
     def nonce(self) -> bytes:
         self._move(ServerInput.SEND_NONCE)
         self._nonce = self._random(NONCE_BYTES)
         return self._nonce
 
-    def read_device_block(self, block: bytes) -> str:
-        """Decrypt the 256-byte block; returns the device id."""
+    def receive_device_block(self) -> None:
+        """The 256 bytes are in; what decrypting them gives goes to ``open_device_block``."""
         self._move(ServerInput.RECV_DEVICE_BLOCK)
-        plaintext = crypto.rsa_decrypt(self._server_key, block)
+
+    def read_device_block(self, block: bytes) -> str:
+        """Decrypt the 256-byte block here; returns the device id."""
+        self.receive_device_block()
+        return self.open_device_block(crypto.rsa_decrypt(self._private_key(), block))
+
+    def open_device_block(self, plaintext: bytes | None) -> str:
+        """Check the decrypted block (None: the padding check failed); returns the device id."""
+        self._move(ServerInput.OPEN_DEVICE_BLOCK)
         # With implicit rejection a wrong server key yields junk of random length, so length
         # and nonce checks are what detect it (protocol.md §1.4).
         if plaintext is None or not MIN_DEVICE_PLAINTEXT <= len(plaintext) <= MAX_DEVICE_PLAINTEXT:
@@ -121,7 +169,14 @@ class ServerHandshake:
     def session_key_reply(
         self, registered_key: crypto.RsaPublicKey | None
     ) -> tuple[bytes, SessionMaterial]:
-        """Check the device's key against the registered one; build the 384-byte reply."""
+        """Check the device's key, build the 384-byte reply and sign it here."""
+        unsigned = self.make_session_key(registered_key)
+        digest = unsigned.digest
+        return self.signed_reply(crypto.sign_hmac(self._private_key(), digest))
+
+    def make_session_key(self, registered_key: crypto.RsaPublicKey | None) -> UnsignedReply:
+        """Check the device's key against the registered one; pick and encrypt the session
+        key. Its ``digest`` is to be signed with the server key for ``signed_reply``."""
         device_id = self.device_id
         if registered_key is None:
             raise ProtocolError(
@@ -145,16 +200,25 @@ class ServerHandshake:
                     f"differs from the registered one ({crypto.fingerprint(registered_key)[:16]})",
                     device_id=device_id,
                 )
-        self._move(ServerInput.SEND_SESSION_KEY)
+        self._move(ServerInput.MAKE_SESSION_KEY)
         material = SessionMaterial(self._random(crypto.SESSION_MATERIAL_BYTES))
         ciphertext = crypto.rsa_encrypt(registered_key, material.raw)
         # Done with what the device sent; a gateway keeps this object per connection.
         self._nonce = b""
         self.offered_key_der = None
-        signature = crypto.sign_hmac(
-            self._server_key, crypto.handshake_hmac(material.raw, ciphertext)
+        self._unsigned = UnsignedReply(
+            ciphertext, material, crypto.handshake_hmac(material.raw, ciphertext)
         )
-        return ciphertext + signature, material
+        return self._unsigned
+
+    def signed_reply(self, signature: bytes) -> tuple[bytes, SessionMaterial]:
+        """The 384 bytes to send, with the signature of ``make_session_key``'s digest."""
+        self._move(ServerInput.SEND_SESSION_KEY)
+        unsigned, self._unsigned = self._unsigned, None
+        assert unsigned is not None  # the state table allows this step only after it
+        if len(signature) != SERVER_REPLY_BYTES - SESSION_CIPHERTEXT_BYTES:
+            raise ValueError(f"a {len(signature)}-byte signature; the server key signs 256")
+        return unsigned.ciphertext + signature, unsigned.material
 
 
 class DeviceState(Enum):

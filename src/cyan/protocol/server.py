@@ -8,12 +8,14 @@ from cyan.protocol.connection import DEFAULT_MAX_FRAME_BYTES, Clock, Connection
 from cyan.protocol.errors import ProtocolError, Stage, UpdateBusy
 from cyan.protocol.events import (
     DescribeReceived,
+    DeviceBlockReceived,
     DeviceIdentified,
     EventPublished,
     GoodbyeReceived,
     HelloReceived,
     RequestKind,
     ResponseReceived,
+    SessionKeyToSign,
     SubscriptionRequested,
     UpdateAccepted,
     UpdateFinished,
@@ -24,19 +26,33 @@ from cyan.protocol.handshake import (
     RandomBytes,
     ServerHandshake,
     ServerState,
+    SessionMaterial,
 )
 from cyan.protocol.messages import MessageKind, classify
 from cyan.protocol.transfer import Resend, UpdateSender, UpdateState, UpdateTimeouts
 
 
 class ServerConnection(Connection):
-    """Call ``start()`` once on accept; answer ``DeviceIdentified`` with ``accept_device``."""
+    """Call ``start()`` once on accept; answer ``DeviceIdentified`` with ``accept_device``.
 
-    __slots__ = ("_handshake", "_update_token", "device_id", "hello", "update")
+    Made with ``server_key=None``, the connection leaves the server key's two private
+    operations to its owner (a gateway runs them in worker processes, off its event loop):
+    it emits ``DeviceBlockReceived`` and ``SessionKeyToSign``, answered with
+    ``open_device_block`` and ``sign_session_key``.
+    """
+
+    __slots__ = (
+        "_handshake",
+        "_holds_server_key",
+        "_update_token",
+        "device_id",
+        "hello",
+        "update",
+    )
 
     def __init__(
         self,
-        server_key: crypto.RsaPrivateKey,
+        server_key: crypto.RsaPrivateKey | None,
         *,
         random_bytes: RandomBytes,
         clock: Clock,
@@ -44,6 +60,7 @@ class ServerConnection(Connection):
     ) -> None:
         super().__init__(random_bytes=random_bytes, clock=clock, max_frame_bytes=max_frame_bytes)
         self._handshake = ServerHandshake(server_key, random_bytes)
+        self._holds_server_key = server_key is not None
         self.device_id: str | None = None
         self.hello: messages.HelloInfo | None = None
         # The running (or last) update; its progress is read from here.
@@ -62,9 +79,24 @@ class ServerConnection(Connection):
     def start(self) -> None:
         self._out += self._handshake.nonce()
 
+    def open_device_block(self, plaintext: bytes | None) -> None:
+        """What the device's block decrypted to (None: it did not); ``DeviceIdentified``
+        follows, or a handshake-decrypt error."""
+        self.device_id = self._handshake.open_device_block(plaintext)
+        self._emit(DeviceIdentified(self.device_id, self._handshake.offered_key_der))
+
     def accept_device(self, registered_key: crypto.RsaPublicKey | None) -> None:
         """Answer the device with the session key, or raise unknown-device / key-mismatch."""
-        reply, material = self._handshake.session_key_reply(registered_key)
+        if not self._holds_server_key:
+            self._emit(SessionKeyToSign(self._handshake.make_session_key(registered_key).digest))
+            return
+        self._send_session_key(*self._handshake.session_key_reply(registered_key))
+
+    def sign_session_key(self, signature: bytes) -> None:
+        """The server key's signature of ``SessionKeyToSign.digest``: the reply goes out."""
+        self._send_session_key(*self._handshake.signed_reply(signature))
+
+    def _send_session_key(self, reply: bytes, material: SessionMaterial) -> None:
         self._out += reply
         self._start_channel(material)
 
@@ -197,6 +229,10 @@ class ServerConnection(Connection):
             block = self._take_raw(DEVICE_BLOCK_BYTES)
             if block is None:
                 return
+            if not self._holds_server_key:
+                self._handshake.receive_device_block()
+                self._emit(DeviceBlockReceived(block))
+                return
             self.device_id = self._handshake.read_device_block(block)
             self._emit(DeviceIdentified(self.device_id, self._handshake.offered_key_der))
         # Anything after the block is the device's Hello, sent as soon as it has the
@@ -216,6 +252,10 @@ class ServerConnection(Connection):
             )
         if state is ServerState.START:
             return "the connection closed before the handshake began"
+        if state is ServerState.OPENING:
+            return "the device closed the connection while the server decrypted its handshake"
+        if state is ServerState.SIGNING:
+            return "the device closed the connection while the server signed its session key"
         if state is ServerState.IDENTIFIED:
             return (
                 f"device {self.device_id} closed the connection while its key was being looked up"
