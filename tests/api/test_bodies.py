@@ -60,6 +60,26 @@ async def test_a_declared_400_mb_form_without_a_token_is_refused_before_it_is_se
     assert str(BEFORE_AUTH).encode() in body
 
 
+async def test_a_body_far_over_the_cap_ends_the_connection_with_its_413(
+    live_url: str, alice: Caller
+) -> None:
+    """Kept open, the server would read the other 400 MB to find the next request."""
+    reader, writer = await open_socket(live_url)
+    writer.write(
+        b"POST /oauth/token HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 400000000\r\n\r\n" + b"a" * 65536
+    )
+    await writer.drain()
+    async with asyncio.timeout(ANSWER_BOUND_S):
+        head = await reader.readuntil(b"\r\n\r\n")
+        while await reader.read(65536):  # the body, then the server's end of the connection
+            pass
+    writer.close()
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert b"\r\nconnection: close\r\n" in head.lower()
+
+
 async def test_a_chunked_body_without_a_token_is_refused_past_the_cap(
     live_url: str, alice: Caller
 ) -> None:

@@ -11,7 +11,8 @@ Content-Length far over the cap is refused before any of it is read.
 A body a little over its cap (up to ``LINGER_BYTES`` more) is read on and thrown away
 before the 413 goes out: a server that closes with unread bytes makes the kernel send a
 reset, and a client still writing (particle-cli uploading a binary one slot too big) would
-see the reset instead of the answer.
+see the reset instead of the answer. A body further over is not read on: its 413 closes
+the connection.
 
 Uvicorn and Starlette have no per-request body cap (Starlette's form parser caps parts
 and fields, not bytes), so the count sits in the ASGI ``receive`` the app reads through.
@@ -34,8 +35,15 @@ LINGER_BYTES = 1024 * 1024
 class PayloadTooLarge(ApiError):
     http_status = 413
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, unread: bool = False) -> None:
         super().__init__(f"The request body is larger than the {limit} bytes this request may send")
+        self.unread = unread
+
+    def headers(self) -> dict[str, str] | None:
+        # With body bytes still to come the connection must end with the answer: kept open,
+        # the HTTP server would read the rest (400 MB, through its parser) to find the next
+        # request, and a client that keeps sending would hold the loop.
+        return {"Connection": "close"} if self.unread else None
 
 
 @dataclass(slots=True)
@@ -98,7 +106,7 @@ async def _refuse(allowance: _Allowance, receive: Receive) -> NoReturn:
             break
         budget -= len(message.get("body", b""))
         allowance.more = bool(message.get("more_body", False))
-    raise PayloadTooLarge(allowance.limit)
+    raise PayloadTooLarge(allowance.limit, unread=allowance.more)
 
 
 def _declared_length(scope: Scope) -> int | None:
