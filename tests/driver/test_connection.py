@@ -227,3 +227,50 @@ async def test_a_flood_in_one_read_is_handled_a_batch_per_loop_turn_with_reading
     finally:
         listening.close()
         await listening.wait_closed()
+
+
+async def test_a_held_connection_reads_nothing_until_the_hold_ends_then_all_of_it() -> None:
+    """hold_reading: the gateway's answer to a device that floods (gateway/admission.py)."""
+    hold_s = 0.2
+    server_side, device_side, listening = await _pair()
+    try:
+        await server_side.until(lambda: said_hello(server_side))
+        device, server = device_side.driver, server_side.driver
+        assert device is not None
+        assert server is not None
+        assert isinstance(device.core, DeviceConnection)
+        loop = asyncio.get_running_loop()
+        count = 3 * FRAMES_PER_STEP
+        handled_at: list[float] = []
+        held_at: list[float] = []
+        original = server_side.event_received
+
+        def holding(event: Event) -> None:
+            if isinstance(event, EventPublished):
+                handled_at.append(loop.time())
+                if len(handled_at) == 10:
+                    held_at.append(loop.time())
+                    assert server is not None
+                    server.hold_reading(hold_s)
+            original(event)
+
+        server_side.event_received = holding  # type: ignore[method-assign]
+        for index in range(count):
+            device.core.publish(EventInfo(f"flood/{index}", None, 60, public=False))
+        server.data_received(device.core.data_to_send())
+
+        await server_side.until(lambda: len(handled_at) == count)
+        names = [e.event.name for e in server_side.events if isinstance(e, EventPublished)]
+        assert names == [f"flood/{index}" for index in range(count)]  # none lost, in order
+        # The batch being handled finishes; nothing after it before the hold is over
+        # (uvloop's timers may fire up to a millisecond early).
+        after_hold = handled_at[FRAMES_PER_STEP:]
+        assert min(after_hold) - held_at[0] >= hold_s - 0.002
+        assert server.transport is not None
+        await server_side.until(
+            lambda: server.transport is not None and server.transport.is_reading()
+        )
+        assert server_side.failures == []
+    finally:
+        listening.close()
+        await listening.wait_closed()

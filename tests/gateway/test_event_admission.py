@@ -9,9 +9,12 @@ from pathlib import Path
 
 from cyan.bus.events import CloudEvent
 from cyan.diagnose.history import device_history, history_json
+from cyan.gateway.admission import FLOOD_DROPS
 from cyan.protocol import messages
+from cyan.protocol.connection import FRAMES_PER_STEP
 from cyan.protocol.limits import SMALL
 from tests.gateway.test_server import gateway_rig, settle
+from tests.system import eventually
 
 
 def event(name: str, data: bytes = b"x") -> messages.EventInfo:
@@ -51,6 +54,34 @@ async def test_a_flood_keeps_four_at_once_then_one_a_second(tmp_path: Path) -> N
         assert (record.events_over_rate, record.events_too_big) == (7, 0)
         assert record.last_event_dropped_at is not None
         raw.close()
+
+
+async def test_a_device_that_floods_is_not_read_until_its_rate_allows_an_event(
+    tmp_path: Path,
+) -> None:
+    """Dropped one by one, a flood would still cost the loop every frame the device can
+    send. One event a hundred seconds: the hold outlasts the test."""
+    async with gateway_rig(tmp_path, events_per_s=0.01) as rig:
+        raw, session = await rig.online()
+        other, _ = await rig.online()
+        assert raw.connection is not None
+        sent = 5 * FRAMES_PER_STEP
+        for index in range(sent):
+            raw.connection.publish(event(f"flood/{index}"))
+        raw.flush()
+        transport = session.driver.transport
+        assert transport is not None
+        await eventually(lambda: not transport.is_reading(), 10, "the flooder's socket held")
+        await settle(other)  # the others are read and answered meanwhile
+        await rig.gateway.flush()
+        record = await rig.store.devices.get(session.live.device_id)
+        assert record is not None
+        # The batch in hand when the gate saw FLOOD_DROPS in a row, and none after it.
+        assert FLOOD_DROPS <= record.events_over_rate <= FRAMES_PER_STEP - 4 < sent - 4
+        assert not transport.is_reading()
+        assert session in rig.gateway.sessions  # held, not closed
+        raw.close()
+        other.close()
 
 
 async def test_events_too_big_for_the_device_os_are_dropped_and_counted(tmp_path: Path) -> None:

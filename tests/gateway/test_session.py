@@ -14,7 +14,9 @@ import pytest
 
 from cyan.bus.events import CloudEvent
 from cyan.cloud.errors import DeviceOffline, DeviceTimedOut
+from cyan.gateway.admission import FLOOD_DROPS
 from cyan.protocol import ProtocolError, Stage, messages, ota, payloads
+from cyan.protocol.connection import FRAMES_PER_STEP
 from cyan.protocol.events import (
     DescribeRequested,
     EventDelivered,
@@ -380,3 +382,27 @@ async def test_subscriptions_over_the_cap_are_refused_and_counted(
         assert delivered == ["flood/2/x"]
         flooder.close()
         sender.close()
+
+
+async def test_a_device_that_keeps_subscribing_past_the_cap_is_read_a_batch_a_second(
+    tmp_path: Path,
+) -> None:
+    """10,000 subscriptions once froze the node; refused one by one they still cost the
+    loop every frame, so the flooder's socket is held (gateway/admission.py)."""
+    async with gateway_rig(tmp_path, max_subscriptions=3) as rig:
+        flooder, session = await rig.online()
+        other, _ = await rig.online()
+        assert flooder.connection is not None
+        sent = 5 * FRAMES_PER_STEP
+        for index in range(sent):
+            flooder.connection.subscribe(f"flood/{index}", my_devices=False)
+        flooder.flush()
+        transport = session.driver.transport
+        assert transport is not None
+        await eventually(lambda: not transport.is_reading(), 10, "the flooder's socket held")
+        await settle(other)  # the others are read and answered meanwhile
+        # A batch each FLOOD_HOLD_S (1 s): far from all of them, however slow this machine.
+        assert FLOOD_DROPS <= session.requests.refused_subscriptions < sent - 3
+        assert session in rig.gateway.sessions  # held, not closed
+        flooder.close()
+        other.close()

@@ -58,6 +58,7 @@ class Driver(asyncio.Protocol):
     __slots__ = (
         "_clock",
         "_closing",
+        "_held",
         "ack_apart",
         "core",
         "discard_reads",
@@ -85,6 +86,7 @@ class Driver(asyncio.Protocol):
         # that follow from the same bytes, as Device OS does: two writes, not one.
         self.ack_apart = ack_apart
         self._closing = False
+        self._held: asyncio.TimerHandle | None = None
         # Drop what arrives instead of handing it to the core (a test's stalled network);
         # the close that follows still arrives.
         self.discard_reads = False
@@ -120,7 +122,7 @@ class Driver(asyncio.Protocol):
         finally:
             if self.on_read is not None:
                 self.on_read()
-        if core.backlog and self.transport is not None and not self.closing:
+        if core.backlog and self._held is None and self.transport is not None and not self.closing:
             # A flood in one read: stop reading this socket (TCP pushes back on the
             # sender) and handle the rest a batch per loop turn, so every other
             # connection gets its turn in between.
@@ -128,10 +130,28 @@ class Driver(asyncio.Protocol):
             asyncio.get_running_loop().call_soon(self._take_backlog)
 
     def _take_backlog(self) -> None:
-        if self.closing or self.transport is None:
+        if self.closing or self.transport is None or self._held is not None:
             return
         self._take(b"")
-        if not self.core.backlog and not self.closing:
+        if not self.core.backlog and self._held is None and not self.closing:
+            self.transport.resume_reading()
+
+    def hold_reading(self, seconds: float) -> None:
+        """Read nothing from this socket, nor what it already sent, for ``seconds``: the
+        handler's answer to a peer that floods. TCP pushes back on the sender meanwhile."""
+        if self._held is not None or self.closing:
+            return
+        assert self.transport is not None
+        self.transport.pause_reading()
+        self._held = asyncio.get_running_loop().call_later(seconds, self._release)
+
+    def _release(self) -> None:
+        self._held = None
+        if self.closing or self.transport is None:
+            return
+        if self.core.backlog:
+            self._take_backlog()
+        else:
             self.transport.resume_reading()
 
     def eof_received(self) -> bool | None:
@@ -139,6 +159,9 @@ class Driver(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._held is not None:
+            self._held.cancel()
+            self._held = None
         self.transport = None
         self.handler.closed(exc)
 

@@ -7,6 +7,12 @@ device) would otherwise push every event it can into every subscriber. System ev
 (``spark/…``, ``particle/…``: status, claim codes, OTA chunk sizes) are the cloud's own
 conversation with the device and are not counted.
 
+A device that keeps publishing past the rate (``FLOOD_DROPS`` dropped in a row) floods:
+dropping its events one by one would still spend the loop on every frame it can send,
+so its socket is not read until the rate allows an event again (``EventGate.hold_s``).
+TCP then pushes back on the sender; what it sends meanwhile waits in the kernel. So is
+a device that keeps subscribing past its cap.
+
 Sizes: a name of at most 64 bytes and data within what the device's own Device OS allows
 (protocol/limits.py), as the API holds published events to.
 """
@@ -47,3 +53,36 @@ def event_bucket(settings: GatewaySettings, now: float) -> TokenBucket | None:
     if settings.events_per_s <= 0:
         return None
     return TokenBucket(settings.event_burst, settings.events_per_s, now)
+
+
+# Twice a burst: firmware a little over the rate loses events but is never held.
+FLOOD_DROPS = 8
+# At least this long a hold, so a flood costs a few batches a second, whatever the rate.
+MIN_HOLD_S = 0.25
+# A device that keeps subscribing past gateway.max_subscriptions (FLOOD_DROPS refused)
+# is read a batch of frames a second (DeviceSession._subscribe).
+FLOOD_HOLD_S = 1.0
+
+
+class EventGate:
+    """One connection's event admission: its rate bucket, and whether it floods."""
+
+    __slots__ = ("_bucket", "_over_rate_in_a_row")
+
+    def __init__(self, settings: GatewaySettings, now: float) -> None:
+        self._bucket = event_bucket(settings, now)
+        self._over_rate_in_a_row = 0
+
+    def refusal(self, info: messages.EventInfo, limits: DeviceLimits, now: float) -> Refusal | None:
+        why = refusal(info, limits, self._bucket, now)
+        if why is Refusal.OVER_RATE:
+            self._over_rate_in_a_row += 1
+        elif why is None:
+            self._over_rate_in_a_row = 0
+        return why
+
+    def hold_s(self, now: float) -> float:
+        """Seconds not to read this device's socket: 0 unless it floods."""
+        if self._bucket is None or self._over_rate_in_a_row < FLOOD_DROPS:
+            return 0.0
+        return max(MIN_HOLD_S, self._bucket.wait_s(now))

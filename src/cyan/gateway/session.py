@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from cyan.bus.events import CloudEvent
 from cyan.cloud.types import FlashOptions, LiveDevice, UpdateProgress, VariableValue
-from cyan.diagnose import diagnose
 from cyan.driver import Driver
-from cyan.gateway.admission import event_bucket, refusal
+from cyan.gateway.admission import FLOOD_DROPS, FLOOD_HOLD_S, EventGate
 from cyan.gateway.deadlines import SessionDeadlines
 from cyan.gateway.live import live_from_hello, with_description, with_report
 from cyan.gateway.requests import DeviceRequests
@@ -90,7 +89,7 @@ class DeviceSession:
         self._failure: ProtocolError | None = None
         # Set by whatever moves a running update on (gateway/update.py); None otherwise.
         self._activity: asyncio.Event | None = None
-        self._events = event_bucket(gateway.settings, self.opened_at)
+        self._events = EventGate(gateway.settings, self.opened_at)
         self._handshaking = False
 
     # -- the driver's Handler -------------------------------------------------------------
@@ -189,12 +188,7 @@ class DeviceSession:
         self.close(error.reason)
 
     def _log_failure(self, error: ProtocolError) -> None:
-        who = f"device {error.device_id}" if error.device_id else "connection"
-        stage = error.stage.value
-        line = f"{who} from {self.remote_ip} failed at stage {stage}: {diagnose(error).sentence()}"
-        gateway = self._gateway
-        gateway.failure_log.failed(self.remote_ip, stage, line, error.reason, gateway.monotonic())
-        gateway.record_failure(error, self.remote_ip)
+        self._gateway.connection_failed(error, self.remote_ip)
 
     def close(self, reason: str) -> None:
         self._closing = True
@@ -308,6 +302,8 @@ class DeviceSession:
                     subscription.prefix,
                 )
             requests.refused_subscriptions += 1
+            if requests.refused_subscriptions >= FLOOD_DROPS:  # a flood, not firmware's few
+                self.driver.hold_reading(FLOOD_HOLD_S)
             return
         requests.subscriptions[subscription] = None
         if self.device_id is not None and self._live is not None:
@@ -324,9 +320,12 @@ class DeviceSession:
         if self.device_id is None:
             return
         limits = self._live.limits if self._live is not None else MEDIUM
-        dropped = refusal(info, limits, self._events, self._gateway.monotonic())
+        now = self._gateway.monotonic()
+        dropped = self._events.refusal(info, limits, now)
         if dropped is not None:
             self._gateway.event_dropped(self.device_id, info.name, dropped)
+            if hold_s := self._events.hold_s(now):
+                self.driver.hold_reading(hold_s)
             return
         if self._live is not None:
             self._live = with_report(self._live, info)
