@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from cyan.protocol import crypto
-from cyan.rsa_pool import IN_FLIGHT_PER_WORKER, RsaPool
+from cyan.rsa_pool import IN_FLIGHT_PER_WORKER, WORKER_NICENESS, RsaPool
 from tests import vectors
 
 DIGEST = bytes(range(20))
@@ -37,6 +37,12 @@ async def test_workers_decrypt_and_sign_as_the_key_does_here() -> None:
         plaintext = os.urandom(52)
         assert await pool.decrypt(_block(plaintext)) == plaintext
         assert await pool.sign(DIGEST) == crypto.sign_hmac(vectors.server_key(), DIGEST)
+        # Two at once go to both workers; answered, each has set its priority: behind the
+        # gateway when both want a core.
+        both = await asyncio.gather(pool.sign(DIGEST), pool.sign(DIGEST))
+        assert both[0] == both[1]
+        nicer = min(19, os.nice(0) + WORKER_NICENESS)
+        assert [psutil.Process(pid).nice() for pid in pids] == [nicer, nicer]
         # A block for another key fails its padding check or gives junk, as here.
         junk = await pool.decrypt(bytes(256))
         assert junk == crypto.rsa_decrypt(vectors.server_key(), bytes(256))

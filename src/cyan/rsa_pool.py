@@ -43,6 +43,10 @@ log = logging.getLogger(__name__)
 IN_FLIGHT_PER_WORKER = 32
 # Workers that die this often leave the RSA to the loop rather than being started again.
 MAX_RESTARTS = 5
+# Workers run at a lower priority than the gateway: when both want a core, the connected
+# devices' traffic on the loop goes first and handshakes (a scanner's garbage among them)
+# take what is left. Raising one's own niceness needs no privilege.
+WORKER_NICENESS = 10
 
 DECRYPT, SIGN = b"d", b"s"
 _OPERATIONS: dict[bytes, Callable[[crypto.RsaPrivateKey, bytes], bytes | None]] = {
@@ -54,6 +58,8 @@ _OK, _NONE, _FAILED = b"+", b"0", b"!"
 
 def _worker_main(conn: Connection, pem: bytes) -> None:
     """A worker: load the key, then answer each request on ``conn`` until it closes."""
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     key = serialization.load_pem_private_key(pem, password=None)
     assert isinstance(key, crypto.RsaPrivateKey)
     while True:
