@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import gc
+import weakref
 
 from cyan.driver import Timers
+from cyan.driver.timers import SWEEP_CANCELLED_AT
 
 
 class FakeClock:
@@ -41,6 +45,44 @@ def test_a_cancelled_timer_never_runs() -> None:
     clock.now += 5
     assert timers.run_due() == 0
     assert ran == []
+
+
+class Owner:
+    """Stands for a connection: what a timer's bound method keeps alive."""
+
+    def fire(self) -> None:
+        raise AssertionError("a cancelled timer ran")
+
+
+def test_a_cancelled_timer_lets_go_of_its_callback_at_once() -> None:
+    """Not when it would have fallen due: closed connections must not wait for their
+    deadlines to be freed."""
+    timers = Timers(FakeClock())
+    owner = Owner()
+    alive = weakref.ref(owner)
+    timers.call_later(3600, owner.fire).cancel()
+    del owner
+    gc.collect()
+    assert alive() is None
+    assert len(timers) == 1  # the empty entry waits in the heap, for now
+
+
+def test_cancelled_entries_are_swept_once_they_are_half_the_heap() -> None:
+    clock = FakeClock()
+    timers = Timers(clock)
+    ran: list[int] = []
+    for index in range(SWEEP_CANCELLED_AT):
+        timers.call_later(10 + index, functools.partial(ran.append, index))
+    doomed = [timers.call_later(5, Owner().fire) for _ in range(SWEEP_CANCELLED_AT + 1)]
+    for timer in doomed[:-1]:
+        timer.cancel()
+    assert len(timers) == 2 * SWEEP_CANCELLED_AT + 1  # not yet half: kept
+    doomed[-1].cancel()
+    assert len(timers) == SWEEP_CANCELLED_AT
+    clock.now += 10 + SWEEP_CANCELLED_AT
+    assert timers.run_due() == SWEEP_CANCELLED_AT
+    assert ran == list(range(SWEEP_CANCELLED_AT))
+    assert len(timers) == 0
 
 
 def test_a_callback_may_schedule_itself_again() -> None:

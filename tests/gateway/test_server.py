@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator, Callable
@@ -499,6 +500,44 @@ async def test_the_failure_history_is_bounded(tmp_path: Path) -> None:
         }
         # Every one of them still goes to the store, not only the ones kept in memory.
         assert rig.gateway.pending_writes == FAILURE_HISTORY + 5
+
+
+async def test_a_scanners_repeated_failures_are_stored_once_an_interval_and_counted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Garbage handshakes from one address: each kept in memory, one stored and logged per
+    failure_log_interval_s, the rest counted in the line that ends the interval."""
+    caplog.set_level(logging.WARNING, "cyan.gateway")
+    async with gateway_rig(tmp_path) as rig:
+        for _ in range(6):
+            raw = await RawDevice.open(rig.port)
+            await raw.read_exactly(40)
+            raw.write(os.urandom(256))
+            assert await raw.closed_by_server()
+        await eventually(lambda: len(rig.gateway.failures) == 6, 10, "six failures")
+        await rig.gateway.flush()
+        (stored,) = await rig.store.failures.unnamed(remote_address=LOOPBACK)
+        assert stored.stage == "handshake-decrypt"
+        rig.clock.now += rig.gateway.settings.failure_log_interval_s
+        rig.gateway.failure_log.flush(rig.clock.now)
+        (summary,) = [
+            r.getMessage() for r in caplog.records if "more connections" in r.getMessage()
+        ]
+        assert summary.startswith(f"5 more connections from {LOOPBACK} failed at stage ")
+
+
+async def test_a_closed_connection_is_freed_at_once_not_at_its_deadlines(tmp_path: Path) -> None:
+    """Its timers are cancelled and let go of it: held until its 10 s handshake deadline,
+    a scanner's connections piled up (10,000 sessions) and slowed every GC pass."""
+    async with gateway_rig(tmp_path) as rig:
+        raw = await RawDevice.open(rig.port)
+        await raw.read_exactly(40)
+        assert len(rig.gateway.sessions) == 1
+        raw.write(os.urandom(256))
+        assert await raw.closed_by_server()
+        await eventually(lambda: not rig.gateway.sessions, 10, "the session closed")
+        gc.collect()
+        assert not [o for o in gc.get_objects() if isinstance(o, DeviceSession)]
 
 
 async def test_a_claim_code_gives_the_device_to_its_user_once(

@@ -18,20 +18,36 @@ from collections.abc import Callable
 Clock = Callable[[], float]
 # The coarsest event-loop clock in use (uvloop's: one millisecond).
 LOOP_RESOLUTION_S = 0.001
+# Cancelled entries are swept out of the heap once there are this many and they are half
+# of it (asyncio's own rule for its timer handles).
+SWEEP_CANCELLED_AT = 100
+
+
+def _nothing() -> None:
+    pass
 
 
 class Timer:
     """One scheduled callback; ``cancel()`` drops it without touching the heap."""
 
-    __slots__ = ("callback", "cancelled", "when")
+    __slots__ = ("_timers", "callback", "cancelled", "when")
 
-    def __init__(self, when: float, callback: Callable[[], None]) -> None:
+    def __init__(self, when: float, callback: Callable[[], None], timers: Timers) -> None:
         self.when = when
         self.callback = callback
         self.cancelled = False
+        self._timers = timers
 
     def cancel(self) -> None:
+        if self.cancelled:
+            return
         self.cancelled = True
+        # The entry stays in the heap until it falls due or is swept; its callback (a
+        # connection, through a bound method) must not stay with it. A scanner's closed
+        # connections, each held until its 10 s handshake deadline, once kept about
+        # 10,000 sessions alive and made each full garbage collection take 0.2 s.
+        self.callback = _nothing
+        self._timers.cancelled_one()
 
 
 class Timers:
@@ -43,6 +59,7 @@ class Timers:
         self._order = itertools.count()
         self._armed: asyncio.TimerHandle | None = None
         self._armed_for = float("inf")
+        self._cancelled = 0
         # How often the loop woke up for these timers (a benchmark's figure).
         self.wakeups = 0
 
@@ -50,7 +67,7 @@ class Timers:
         return len(self._heap)
 
     def call_at(self, when: float, callback: Callable[[], None]) -> Timer:
-        timer = Timer(when, callback)
+        timer = Timer(when, callback, self)
         heapq.heappush(self._heap, (when, next(self._order), timer))
         if when < self._armed_for:
             self._arm()
@@ -65,15 +82,26 @@ class Timers:
         now = self.clock()
         while self._heap and self._heap[0][0] <= now:
             _, _, timer = heapq.heappop(self._heap)
-            if not timer.cancelled:
+            if timer.cancelled:
+                self._cancelled -= 1
+            else:
                 timer.cancelled = True  # a timer runs once
                 timer.callback()
                 ran += 1
         return ran
 
+    def cancelled_one(self) -> None:
+        """A timer still in the heap was cancelled (``Timer.cancel``)."""
+        self._cancelled += 1
+        if self._cancelled >= SWEEP_CANCELLED_AT and 2 * self._cancelled > len(self._heap):
+            self._heap = [entry for entry in self._heap if not entry[2].cancelled]
+            heapq.heapify(self._heap)
+            self._cancelled = 0
+
     def _arm(self) -> None:
         while self._heap and self._heap[0][2].cancelled:
             heapq.heappop(self._heap)
+            self._cancelled -= 1
         if self._armed is not None:
             self._armed.cancel()
             self._armed = None

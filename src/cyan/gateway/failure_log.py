@@ -32,15 +32,15 @@ class FailureLog:
         self.interval_s = interval_s
         self._windows: dict[tuple[str, str], _Window] = {}
 
-    def failed(self, remote_ip: str, stage: str, line: str, reason: str, now: float) -> None:
+    def failed(self, remote_ip: str, stage: str, line: str, reason: str, now: float) -> bool:
         """Log ``line`` unless ``remote_ip`` failed at ``stage`` within the interval; then
-        count it, keeping ``reason`` for the line that ends the interval."""
+        count it, keeping ``reason`` for the line that ends the interval. True if logged."""
         key = (remote_ip, stage)
         window = self._windows.get(key)
         if window is not None and now - window.opened < self.interval_s:
             window.repeats += 1
             window.last = reason
-            return
+            return False
         if window is not None:
             self._summarize(key, window, now)
         elif len(self._windows) >= MAX_ADDRESSES:
@@ -49,6 +49,7 @@ class FailureLog:
         self._windows.pop(key, None)
         self._windows[key] = _Window(now)  # at the end: the dict is oldest first
         log.warning("%s", line)
+        return True
 
     def flush(self, now: float) -> None:
         """Say the counts of intervals that have ended (the gateway's sweep calls this)."""

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from cyan.bus.events import CloudEvent
 from cyan.cloud.router import Router
+from cyan.diagnose import diagnose
 from cyan.driver import Timers, process_timers
 from cyan.gateway.admission import Refusal
 from cyan.gateway.failure_log import FailureLog
@@ -278,7 +279,19 @@ class Gateway:
         log.info("device %s claimed by user %d with a claim code", device_id, owner_id)
         self.router.registration_changed(device_id, owner_id)
 
-    def record_failure(self, error: ProtocolError, remote_ip: str) -> None:
+    def connection_failed(self, error: ProtocolError, remote_ip: str) -> None:
+        """Log a connection's failure (once an interval per address and stage, the rest
+        counted: failure_log.py) and keep it. One that never named a device is stored as it
+        is logged: a scanner's thousand failures a second would otherwise be a thousand
+        rows a second, written on the loop's time."""
+        who = f"device {error.device_id}" if error.device_id else "connection"
+        stage = error.stage.value
+        line = f"{who} from {remote_ip} failed at stage {stage}: {diagnose(error).sentence()}"
+        logged = self.failure_log.failed(remote_ip, stage, line, error.reason, self.monotonic())
+        self.record_failure(error, remote_ip, stored=logged or error.device_id is not None)
+
+    def record_failure(self, error: ProtocolError, remote_ip: str, stored: bool = True) -> None:
+        """Keep a failure in memory, and with ``stored`` in the store too."""
         if error.device_id is not None and error.stage is Stage.HELLO:
             # A device that drops us after the key exchange may hold a key that was
             # replaced behind our cache (a Core sends none to compare): look it up afresh.
@@ -287,7 +300,8 @@ class Gateway:
             datetime.now(UTC), remote_ip, error.device_id, error.stage.value, error.reason
         )
         self.failures.append(failure)
-        self._failure_writes.append(failure)
+        if stored:
+            self._failure_writes.append(failure)
 
     # -- the sweep: presence to the store ---------------------------------------------------
 
