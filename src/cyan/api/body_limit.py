@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NoReturn
 
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cyan.api.errors import ApiError
@@ -72,6 +73,19 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         allowance = _Allowance(self.before_auth_bytes, _declared_length(scope))
+        if (
+            allowance.declared is not None
+            and allowance.declared > allowance.limit
+            and not _may_authenticate(scope)
+        ):
+            # No token can raise this caller's cap: answered here, before routing, auth
+            # and the app's middleware (a client that reconnects to send 400 MB again and
+            # again costs the loop one cheap answer each time).
+            refused = PayloadTooLarge(allowance.limit, unread=True)
+            await JSONResponse(refused.body(), refused.http_status, refused.headers())(
+                scope, receive, send
+            )
+            return
         scope[_SCOPE_KEY] = allowance
 
         async def counted_receive() -> Message:
@@ -107,6 +121,13 @@ async def _refuse(allowance: _Allowance, receive: Receive) -> NoReturn:
         budget -= len(message.get("body", b""))
         allowance.more = bool(message.get("more_body", False))
     raise PayloadTooLarge(allowance.limit, unread=allowance.more)
+
+
+def _may_authenticate(scope: Scope) -> bool:
+    """An Authorization header or a token in the query: the route may raise the cap."""
+    if b"access_token=" in scope.get("query_string", b""):
+        return True
+    return any(name == b"authorization" for name, _ in scope.get("headers", ()))
 
 
 def _declared_length(scope: Scope) -> int | None:
