@@ -18,11 +18,18 @@ Figures (all timed in the load process with ``perf_counter``):
   server's router must count N described devices, and GET /v1/devices/{id} of a few
   devices must list functions.
 
-Baseline, same run, same process before the load: the server-side RSA work of one
-handshake through ``cyan.protocol.crypto`` (RSA-2048 PKCS#1 v1.5 decrypt of a real
-256-byte device block, RSA-1024 public encrypt of the 40 session bytes, RSA-2048 raw
-signature of the HMAC) in a loop on one core; 1 / its mean time is the handshakes/s the
-RSA alone allows. The figure is measured / bound. Target: ≥ 80 %.
+Two runs, each with a fresh server on its own devices:
+- one core: the server (and its one RSA worker, gateway.rsa_processes=1) pinned to CPU 0,
+  the load on the other CPUs;
+- all cores: the server unpinned with one RSA worker per core (the default), the load
+  beside it on the same cores (on a small machine it takes a real share: shown).
+
+Baseline, same run, before each load: the server-side RSA work of one handshake through
+``cyan.protocol.crypto`` (RSA-2048 PKCS#1 v1.5 decrypt of a real 256-byte device block,
+RSA-1024 public encrypt of the 40 session bytes, RSA-2048 raw signature of the HMAC) in a
+loop, in one process pinned to each CPU the server may use, all at once; the sum of
+their rates is the handshakes/s the RSA alone allows on those CPUs. The figure is
+measured / bound. Target: ≥ 80 %.
 
 Shortcuts: RSA-1024 device keys cost ~10–30 ms each, so a pool (--keys, 200) is made and
 shared round-robin by the device ids; every id is registered with its key through
@@ -33,6 +40,7 @@ A few warm-up devices connect and leave before the measurement. The load stops a
 deadline (--deadline: 120 s; 20 s quick) and reports what was done by then.
 
 Run: .venv/bin/python bench/handshakes.py [--quick] [--devices N] [--concurrency C]
+     [--only one|all]
 """
 
 from __future__ import annotations
@@ -40,9 +48,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import multiprocessing
 import os
 import sys
 import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -121,6 +132,62 @@ def rsa_bound(
         once()
         done += 1
     return RsaBound(done, (clock() - start) / done)
+
+
+def _rsa_bound_child(
+    cpu: int, server_der: bytes, device_der: bytes, start_at: float, iterations: int, seconds: float
+) -> RsaBound:
+    os.sched_setaffinity(0, {cpu})
+    server_key, device_key = (
+        crypto.load_private_key(server_der),
+        crypto.load_private_key(device_der),
+    )
+    time.sleep(max(0.0, start_at - time.time()))  # all loops run at once
+    return rsa_bound(server_key, device_key, iterations, seconds)
+
+
+def rsa_bound_on(
+    cpus: list[int],
+    server_key: crypto.RsaPrivateKey,
+    device_key: crypto.RsaPrivateKey,
+    iterations: int,
+    seconds: float,
+) -> RsaBound:
+    """The RSA loop in one process per CPU of ``cpus``, each pinned to its CPU, at once."""
+    server_der, device_der = crypto.private_key_der(server_key), crypto.private_key_der(device_key)
+    start_at = time.time() + 3.0  # after the children's imports
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(len(cpus), mp_context=context) as pool:
+        futures = [
+            pool.submit(
+                _rsa_bound_child, cpu, server_der, device_der, start_at, iterations, seconds
+            )
+            for cpu in cpus
+        ]
+        bounds = [future.result() for future in futures]
+    return RsaBound(sum(b.iterations for b in bounds), 1 / sum(b.per_second for b in bounds))
+
+
+@dataclass(frozen=True, slots=True)
+class Mode:
+    name: str
+    server_cpus: list[int] | None  # None: unpinned
+    load_cpus: list[int]
+    rsa_processes: int | None
+
+    @property
+    def bound_cpus(self) -> list[int]:
+        return self.server_cpus if self.server_cpus is not None else self.load_cpus
+
+
+def modes(only: str | None) -> list[Mode]:
+    cpus = sorted(os.sched_getaffinity(0))
+    found = []
+    if len(cpus) > 1 and only in (None, "one"):
+        found.append(Mode("one core", cpus[:1], cpus[1:], 1))
+    if only in (None, "all") or len(cpus) == 1:
+        found.append(Mode(f"all {len(cpus)} cores", None, cpus, None))
+    return found
 
 
 @dataclass
@@ -203,7 +270,9 @@ async def load(
     )
 
 
-def report_figures(args: argparse.Namespace, bound: RsaBound, result: LoadResult) -> None:
+def report_figures(
+    args: argparse.Namespace, mode: Mode, bound: RsaBound, result: LoadResult
+) -> str:
     report, devices = result.report, result.devices
     hellos = sorted(d.t_hello for d in devices if d.t_hello)
     elapsed = report.last_hello - report.first_start if hellos else math.nan
@@ -254,8 +323,9 @@ def report_figures(args: argparse.Namespace, bound: RsaBound, result: LoadResult
         rows.append(["failures (device side)", str(dict(result.devices[0].fleet.failures)), "", ""])
         rows.append(["failures (server, last 200)", str(stats.get("failure_stages")), "", ""])
     print_table(
-        f"Handshakes: {report.attempted} devices at once (server and load on {loop_name()})",
-        ["", "Cyan", "RSA-only bound", "ratio"],
+        f"Handshakes, {mode.name}: {report.attempted} devices at once (server and load on "
+        f"{loop_name()}; server on CPUs {mode.server_cpus or 'any'}, load on {mode.load_cpus})",
+        ["", "Cyan", f"RSA-only bound, {len(mode.bound_cpus)} CPU", "ratio"],
         rows,
     )
     result.others.warn()
@@ -265,12 +335,11 @@ def report_figures(args: argparse.Namespace, bound: RsaBound, result: LoadResult
         console.print(f"[yellow]hard deadline of {args.deadline:g} s reached; partial figures[/]")
     share = rate / bound.per_second if hellos else 0.0
     verdict = "meets" if share >= TARGET_SHARE else "misses"
-    summary(
-        f"handshakes/s: {rate:.0f} measured vs {bound.per_second:.0f} RSA-only bound "
-        f"({ms(bound.mean_s)} per handshake) → {100 * share:.1f} % "
-        f"({verdict} target ≥ {100 * TARGET_SHARE:.0f} %); p50 {ms(percentile(latency, 50))}, "
-        f"p99 {ms(percentile(latency, 99))}; describe after Hello p99 "
-        f"{ms(percentile(described, 99))}"
+    return (
+        f"handshakes/s, {mode.name}: {rate:.0f} measured vs {bound.per_second:.0f} RSA-only "
+        f"bound → {100 * share:.1f} % ({verdict} target ≥ {100 * TARGET_SHARE:.0f} %); server "
+        f"CPU {ms(cpu_each)} a handshake (RSA alone {ms(bound.mean_s * len(mode.bound_cpus))}); "
+        f"p50 {ms(percentile(latency, 50))}, p99 {ms(percentile(latency, 99))}"
     )
 
 
@@ -285,6 +354,7 @@ def main() -> None:
     parser.add_argument("--deadline", type=float, help="hard limit of the load, s (120; 20 quick)")
     parser.add_argument("--rsa-iterations", type=int, default=2000, help="RSA loop count limit")
     parser.add_argument("--rsa-seconds", type=float, help="RSA loop time limit, s (3; 1 quick)")
+    parser.add_argument("--only", choices=["one", "all"], help="only the one-core or all-core run")
     args = parser.parse_args()
     quick = args.quick
     args.devices = args.devices or (200 if quick else 2000)
@@ -297,28 +367,43 @@ def main() -> None:
         args.devices = limit - 100
         console.print(f"[yellow]fd limit {limit}: scaled down to {args.devices} devices[/]")
 
+    runs = modes(args.only)
+    lines = []
     with tempfile.TemporaryDirectory(prefix="cyan-bench-") as tmp:
         data_dir = Path(tmp) / "data"
-        console.print(f"making {args.keys} device keys, registering {args.devices} devices…")
-        pool = make_key_pool(args.keys)
         total = args.devices + WARMUP_DEVICES
-        ids = [(device_id_for(i), pool[i % len(pool)]) for i in range(total)]
+        console.print(f"making {args.keys} device keys, registering {total * len(runs)} devices…")
+        pool = make_key_pool(args.keys)
+        ids = [(device_id_for(i), pool[i % len(pool)]) for i in range(total * len(runs))]
         registered = run(register_devices(data_dir, ids))
-
-        console.print("RSA baseline…")
-        bound = rsa_bound(
-            load_or_create_server_key(data_dir), pool[0], args.rsa_iterations, args.rsa_seconds
-        )
-
-        fleet = Fleet(registered.server_public_key)
-        members = [fleet.add(device_id, key) for device_id, key in ids]
-        warmup, devices = members[:WARMUP_DEVICES], members[WARMUP_DEVICES:]
-        gateway = {"handshake_timeout_s": max(10.0, args.deadline)}
-        with Child("cyan-server", cyan_server_main, str(data_dir), gateway) as server:
-            server.start(timeout_s=60)
-            console.print(f"server pid {server.pid}; {args.devices} devices connecting…")
-            result = run(load(args, fleet, warmup, devices, server, registered.token))
-        report_figures(args, bound, result)
+        server_key = load_or_create_server_key(data_dir)
+        everywhere = sorted(os.sched_getaffinity(0))
+        for index, mode in enumerate(runs):
+            console.print(f"{mode.name}: RSA baseline on CPUs {mode.bound_cpus}…")
+            bound = rsa_bound_on(
+                mode.bound_cpus, server_key, pool[0], args.rsa_iterations, args.rsa_seconds
+            )
+            fleet = Fleet(registered.server_public_key)
+            mine = ids[index * total : (index + 1) * total]
+            members = [fleet.add(device_id, key) for device_id, key in mine]
+            warmup, devices = members[:WARMUP_DEVICES], members[WARMUP_DEVICES:]
+            gateway = {
+                "handshake_timeout_s": max(10.0, args.deadline),
+                "rsa_processes": mode.rsa_processes,
+            }
+            os.sched_setaffinity(0, mode.load_cpus)
+            try:
+                with Child(
+                    "cyan-server", cyan_server_main, str(data_dir), gateway, mode.server_cpus
+                ) as server:
+                    server.start(timeout_s=60)
+                    console.print(f"server pid {server.pid}; {args.devices} devices connecting…")
+                    result = run(load(args, fleet, warmup, devices, server, registered.token))
+            finally:
+                os.sched_setaffinity(0, everywhere)
+            lines.append(report_figures(args, mode, bound, result))
+    for line in lines:
+        summary(line)
 
 
 if __name__ == "__main__":

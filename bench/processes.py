@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from bench.figures import HOST, ControlHandler, clock, raise_fd_limit, run
 from cyan.datadir import load_or_create_server_key, prepare
-from cyan.node import Node
+from cyan.node import Node, freeze_startup_heap
 from cyan.protocol import crypto, keys
 from cyan.settings import ADMIN_USERNAME, Settings, load_settings
 from cyan.store import Store
@@ -210,14 +210,20 @@ async def register_devices(
     return Registered(token, server_key.public_key())
 
 
-def cyan_server_main(conn: Connection, data_dir: str, gateway: dict[str, Any]) -> None:
-    """Child: run a Node on ``data_dir`` until the parent says stop."""
+def cyan_server_main(
+    conn: Connection, data_dir: str, gateway: dict[str, Any], cpus: list[int] | None = None
+) -> None:
+    """Child: run a Node on ``data_dir`` until the parent says stop; with ``cpus``, on
+    those CPUs only (its RSA workers too: they inherit it)."""
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)
     child_main(conn, lambda: _cyan_server(conn, Path(data_dir), gateway))
 
 
 async def _cyan_server(conn: Connection, data_dir: Path, gateway: dict[str, Any]) -> None:
     node = Node(bench_settings(data_dir, **gateway))
     await node.start()
+    freeze_startup_heap()  # as `cyan serve` does
     try:
 
         def stats() -> dict[str, Any]:
