@@ -19,7 +19,7 @@ from typing import Any
 from bench.figures import HOST, clock, raise_fd_limit
 from bench.processes import child_main, serve_control
 from cyan.protocol import DeviceConnection, crypto, messages
-from cyan.protocol.events import ServerHelloReceived
+from cyan.protocol.events import Event, ServerHelloReceived
 
 # A probe never runs longer than this, whatever the parent does.
 PROBE_MAX_S = 60.0
@@ -39,7 +39,14 @@ EVENTS_PER_WRITE = 200
 class AttackDevice:
     """A registered device that runs the real handshake, then sends what it is told."""
 
-    def __init__(self, device_id: str, key_der: bytes, server_der: bytes) -> None:
+    def __init__(
+        self,
+        device_id: str,
+        key_der: bytes,
+        server_der: bytes,
+        on_event: Callable[[Event], None] | None = None,
+    ) -> None:
+        self.on_event = on_event
         self.core = DeviceConnection(
             device_id,
             crypto.load_private_key(key_der),
@@ -67,10 +74,16 @@ class AttackDevice:
         self._reader_task = asyncio.create_task(self._drain(reader))
 
     async def _drain(self, reader: asyncio.StreamReader) -> None:
-        """Read (and drop) what the server sends, so its writes never stall on us."""
+        """Read what the server sends, so its writes never stall on us and its pings are
+        answered; events go to ``on_event`` (dropped without one)."""
         with contextlib.suppress(Exception):
-            while await reader.read(65536):
-                pass
+            while data := await reader.read(65536):
+                self.core.receive_data(data)
+                for event in self.core.events_received():
+                    if self.on_event is not None:
+                        self.on_event(event)
+                if (pending := self.core.data_to_send()) and self.writer is not None:
+                    self.writer.write(pending)
 
     async def send(self) -> None:
         assert self.writer is not None
