@@ -209,5 +209,5 @@ async def test_no_deadline_fires_after_the_connection_ends(tmp_path: Path) -> No
         assert rig.advance(1000.0) == 0
         assert failures(rig, "keepalive-timeout") == []
         assert failures(rig, "timeout") == []
-        assert [f.stage for f in rig.gateway.failures] == ["session"]
+        assert list(rig.gateway.failures) == []  # closed after its Hello: no failure at all
         assert not session.is_online

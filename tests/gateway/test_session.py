@@ -79,19 +79,39 @@ async def test_live_is_a_snapshot_and_last_heard_follows_each_frame(tmp_path: Pa
 # -- closing and failures ---------------------------------------------------------------------
 
 
-async def test_a_device_that_closes_is_one_failure_logged_once(
+async def test_a_device_that_closes_after_its_hello_is_no_failure(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, "cyan.gateway")
+    """Device OS closes its socket before a reset or on Particle.disconnect(): one line
+    at INFO, no failure kept or stored."""
+    caplog.set_level(logging.INFO, "cyan.gateway")
     async with gateway_rig(tmp_path) as rig:
         raw, session = await rig.online()
         device_id = session.live.device_id
         raw.close()
         await eventually(lambda: not rig.gateway.sessions, 10, "the session gone")
         assert rig.router.live(device_id) is None
+        assert list(rig.gateway.failures) == []
+        assert failure_lines(caplog) == []
+        closed = [r for r in caplog.records if r.getMessage().endswith("closed the connection")]
+        assert [(r.levelno, r.getMessage()) for r in closed] == [
+            (logging.INFO, f"device {device_id} closed the connection")
+        ]
+
+
+async def test_a_device_that_closes_mid_frame_is_one_failure_logged_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "cyan.gateway")
+    async with gateway_rig(tmp_path) as rig:
+        raw, session = await rig.online()
+        device_id = session.live.device_id
+        raw.write(b"\x00\x20" + b"\x01" * 5)  # 7 of the 34 bytes its length says
+        raw.close()
+        await eventually(lambda: not rig.gateway.sessions, 10, "the session gone")
         (failure,) = rig.gateway.failures
         assert (failure.stage, failure.device_id) == ("session", device_id)
-        assert failure.reason == "the device closed the connection"
+        assert failure.reason == "the device closed the connection in the middle of a frame"
         (line,) = failure_lines(caplog)
         assert line.startswith(f"device {device_id} from 127.0.0.1 failed at stage session: ")
 

@@ -518,8 +518,22 @@ def test_server_eof_at_each_point() -> None:
     assert _eof_stage(server) is Stage.HELLO  # the device did not like our reply
 
     device.receive_data(server.data_to_send())
-    server.receive_data(device.data_to_send())
-    assert _eof_stage(server) is Stage.SESSION
+    hello_frame = device.data_to_send()
+    server.receive_data(hello_frame)
+    device.ping()
+    ping_frame = device.data_to_send()
+    server.receive_data(ping_frame[:3])
+    with pytest.raises(ProtocolError) as caught:  # a frame cut short is a failure
+        server.receive_eof()
+    assert (caught.value.stage, caught.value.reason) == (
+        Stage.SESSION,
+        "the device closed the connection in the middle of a frame",
+    )
+    assert not server.closed_cleanly
+
+    server.receive_data(ping_frame[3:])
+    server.receive_eof()  # after its Hello, between frames: a clean close, no failure
+    assert server.closed_cleanly
 
 
 def test_device_eof_at_each_point() -> None:

@@ -52,6 +52,11 @@ class SecureChannel:
     def backlog(self) -> bool:
         return self._decoder.ready
 
+    @property
+    def between_frames(self) -> bool:
+        """No part of a frame is waiting for the rest of it."""
+        return self._decoder.buffered == 0
+
 
 class Connection(ABC):
     # Slots everywhere on the per-connection path: a gateway holds one per device.

@@ -45,6 +45,7 @@ class ServerConnection(Connection):
         "_handshake",
         "_holds_server_key",
         "_update_token",
+        "closed_cleanly",
         "device_id",
         "hello",
         "update",
@@ -66,6 +67,16 @@ class ServerConnection(Connection):
         # The running (or last) update; its progress is read from here.
         self.update: UpdateSender | None = None
         self._update_token: int | None = None
+        # The device closed the connection after its Hello and between frames, as Device
+        # OS does before a reset or on Particle.disconnect(): not a failure.
+        self.closed_cleanly = False
+
+    def receive_eof(self) -> None:
+        channel = self._channel
+        if self.hello is not None and channel is not None and channel.between_frames:
+            self.closed_cleanly = True
+            return
+        super().receive_eof()
 
     @property
     def offered_key_der(self) -> bytes | None:
@@ -266,7 +277,7 @@ class ServerConnection(Connection):
                 "it could not decrypt the session key (another device key is registered "
                 "here) or did not trust our signature (it holds another server key)"
             )
-        return "the device closed the connection"
+        return "the device closed the connection in the middle of a frame"
 
     def _handle(self, message: CoapMessage) -> None:
         kind = classify(message)
