@@ -14,8 +14,10 @@ These must be registered before the device variable/function routes, or
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -24,13 +26,15 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 from starlette.background import BackgroundTask
+from starlette.types import Receive, Send
+from starlette.types import Scope as AsgiScope
 
 from cyan.api.auth import ApiContext, BearerToken, Context, CurrentUser, body_params
 from cyan.api.bodies import parse_body
 from cyan.api.devices import resolve_device
 from cyan.api.limits import client_address
 from cyan.api.shapes import sse_event
-from cyan.bus import Scope, SubscriptionEnded
+from cyan.bus import Scope, Subscription, SubscriptionEnded
 from cyan.bus.events import CloudEvent
 from cyan.protocol.limits import EVENT_NAME_BYTES, LARGE
 from cyan.store import UserRecord
@@ -72,6 +76,60 @@ async def _stream_caller(request: Request, user: CurrentUser, token: BearerToken
 Caller = Annotated[StreamCaller, Depends(_stream_caller)]
 
 
+class EventStreamResponse(StreamingResponse):
+    """An event stream that notices its client leave, without Starlette's task group.
+
+    Behind uvicorn (ASGI spec 2.3) Starlette streams the body and listens for the
+    disconnect in an anyio task group, and ends it by cancelling one of the two: the
+    cancellation's exceptions, scopes and tasks are cyclic garbage. 3,000 clients that
+    left together left about 240,000 objects to one full GC pass, 0.4 s with the loop
+    stopped (bench/abuse.py). Here a plain task listens, and when the client leaves calls
+    ``left``, which ends the stream's subscription: the body returns by itself and
+    nothing is cancelled.
+    """
+
+    def __init__(
+        self,
+        content: AsyncIterator[bytes],
+        left: Callable[[], None],
+        *,
+        headers: dict[str, str],
+        background: BackgroundTask,
+    ) -> None:
+        super().__init__(
+            content, media_type="text/event-stream", headers=headers, background=background
+        )
+        self._left = left
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        async def listen() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            self._left()
+
+        listener = asyncio.get_running_loop().create_task(listen())
+        try:
+            await self.stream_response(send)
+        finally:
+            if not listener.done():  # the stream ended first (dropped as too slow)
+                listener.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await listener
+        if self.background is not None:
+            await self.background()
+
+
+@dataclass(slots=True)
+class _StreamState:
+    subscription: Subscription | None = None
+    gone: bool = False  # the client left
+
+    def left(self) -> None:
+        self.gone = True
+        if self.subscription is not None:
+            self.subscription.close()
+
+
 def _event_stream(
     context: ApiContext,
     caller: StreamCaller,
@@ -79,11 +137,12 @@ def _event_stream(
     scope: Scope,
     prefix: str | None = None,
     device_id: str | None = None,
-) -> StreamingResponse:
+) -> EventStreamResponse:
     keepalive_s = context.settings.sse_keepalive_s
     bus = context.bus
     # Counted before the stream starts, so that a refusal is a plain JSON 429.
     closed = context.limits.open_stream(caller.address)
+    state = _StreamState()
 
     async def body() -> AsyncIterator[bytes]:
         # Subscribing inside the generator, before ":ok" is yielded: an event published
@@ -97,6 +156,9 @@ def _event_stream(
             scope=scope,
             max_bytes=context.settings.stream_buffer_bytes,
         )
+        state.subscription = sub
+        if state.gone:  # the client left before the stream began
+            sub.close()
         watched = context.streams.watch(caller.token, sub)
         try:
             yield _OPENED
@@ -119,38 +181,38 @@ def _event_stream(
             closed()
 
     # Also after the response, for a stream whose body never started (closed() is idempotent).
-    return StreamingResponse(
+    return EventStreamResponse(
         body(),
-        media_type="text/event-stream",
+        state.left,
         headers=_STREAM_HEADERS,
         background=BackgroundTask(closed),
     )
 
 
 @router.get("/v1/events", summary="Stream public events and the caller's own")
-async def stream_firehose(context: Context, caller: Caller) -> StreamingResponse:
+async def stream_firehose(context: Context, caller: Caller) -> EventStreamResponse:
     return _event_stream(context, caller, scope=Scope.FIREHOSE)
 
 
 @router.get("/v1/events/{prefix:path}", summary="Stream public and own events by name prefix")
 async def stream_firehose_prefix(
     context: Context, caller: Caller, prefix: str
-) -> StreamingResponse:
+) -> EventStreamResponse:
     return _event_stream(context, caller, scope=Scope.FIREHOSE, prefix=prefix)
 
 
 @router.get("/v1/devices/events", summary="Stream the caller's events")
-async def stream_mine(context: Context, caller: Caller) -> StreamingResponse:
+async def stream_mine(context: Context, caller: Caller) -> EventStreamResponse:
     return _event_stream(context, caller, scope=Scope.MINE)
 
 
 @router.get("/v1/devices/events/{prefix:path}", summary="Stream the caller's events by prefix")
-async def stream_mine_prefix(context: Context, caller: Caller, prefix: str) -> StreamingResponse:
+async def stream_mine_prefix(context: Context, caller: Caller, prefix: str) -> EventStreamResponse:
     return _event_stream(context, caller, scope=Scope.MINE, prefix=prefix)
 
 
 @router.get("/v1/devices/{id_or_name}/events", summary="Stream one device's events")
-async def stream_device(context: Context, caller: Caller, id_or_name: str) -> StreamingResponse:
+async def stream_device(context: Context, caller: Caller, id_or_name: str) -> EventStreamResponse:
     # Checked before the stream starts, so that a wrong device is a plain JSON 404.
     record = await resolve_device(context, caller.user, id_or_name)
     return _event_stream(context, caller, scope=Scope.DEVICE, device_id=record.id)
@@ -162,7 +224,7 @@ async def stream_device(context: Context, caller: Caller, id_or_name: str) -> St
 )
 async def stream_device_prefix(
     context: Context, caller: Caller, id_or_name: str, prefix: str
-) -> StreamingResponse:
+) -> EventStreamResponse:
     record = await resolve_device(context, caller.user, id_or_name)
     return _event_stream(context, caller, scope=Scope.DEVICE, device_id=record.id, prefix=prefix)
 
