@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from bench.figures import HOST, ControlHandler, clock, raise_fd_limit, run
 from cyan.datadir import load_or_create_server_key, prepare
-from cyan.node import Node, freeze_startup_heap
+from cyan.node import Node, tune_gc_for_serving
 from cyan.protocol import crypto, keys
 from cyan.settings import ADMIN_USERNAME, Settings, load_settings
 from cyan.store import Store
@@ -223,7 +223,7 @@ def cyan_server_main(
 async def _cyan_server(conn: Connection, data_dir: Path, gateway: dict[str, Any]) -> None:
     node = Node(bench_settings(data_dir, **gateway))
     await node.start()
-    freeze_startup_heap()  # as `cyan serve` does
+    tune_gc_for_serving()  # as `cyan serve` does
     try:
 
         def stats() -> dict[str, Any]:

@@ -94,11 +94,11 @@ def _use_uvloop() -> None:
 
 
 async def _serve(settings: Settings, demo: int) -> None:
-    from cyan.node import Node, freeze_startup_heap  # FastAPI, uvicorn, the store
+    from cyan.node import Node, tune_gc_for_serving  # FastAPI, uvicorn, the store
 
     node = Node(settings, demo_devices=demo)
     await node.start()
-    freeze_startup_heap()
+    tune_gc_for_serving()
     shown_host = "127.0.0.1" if settings.api.host in ("0.0.0.0", "::") else settings.api.host
     console.print(
         Panel.fit(
