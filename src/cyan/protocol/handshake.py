@@ -127,10 +127,19 @@ class ServerHandshake:
             )
         self.state = next_state
 
+    @property
+    def holds_key(self) -> bool:
+        """It does its RSA itself; without the key its caller hands the results in."""
+        return self._server_key is not None
+
     def _private_key(self) -> crypto.RsaPrivateKey:
         if self._server_key is None:
             raise ValueError("this handshake holds no server key: hand in the RSA results")
         return self._server_key
+
+    def decrypt_device_block(self, block: bytes) -> bytes | None:
+        """The server key's decryption of the block, here (None: the padding check failed)."""
+        return crypto.rsa_decrypt(self._private_key(), block)
 
     def nonce(self) -> bytes:
         self._move(ServerInput.SEND_NONCE)
@@ -144,7 +153,7 @@ class ServerHandshake:
     def read_device_block(self, block: bytes) -> str:
         """Decrypt the 256-byte block here; returns the device id."""
         self.receive_device_block()
-        return self.open_device_block(crypto.rsa_decrypt(self._private_key(), block))
+        return self.open_device_block(self.decrypt_device_block(block))
 
     def open_device_block(self, plaintext: bytes | None) -> str:
         """Check the decrypted block (None: the padding check failed); returns the device id."""

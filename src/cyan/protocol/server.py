@@ -43,7 +43,6 @@ class ServerConnection(Connection):
 
     __slots__ = (
         "_handshake",
-        "_holds_server_key",
         "_update_token",
         "closed_cleanly",
         "device_id",
@@ -61,7 +60,6 @@ class ServerConnection(Connection):
     ) -> None:
         super().__init__(random_bytes=random_bytes, clock=clock, max_frame_bytes=max_frame_bytes)
         self._handshake = ServerHandshake(server_key, random_bytes)
-        self._holds_server_key = server_key is not None
         self.device_id: str | None = None
         self.hello: messages.HelloInfo | None = None
         # The running (or last) update; its progress is read from here.
@@ -98,7 +96,7 @@ class ServerConnection(Connection):
 
     def accept_device(self, registered_key: crypto.RsaPublicKey | None) -> None:
         """Answer the device with the session key, or raise unknown-device / key-mismatch."""
-        if not self._holds_server_key:
+        if not self._handshake.holds_key:
             self._emit(SessionKeyToSign(self._handshake.make_session_key(registered_key).digest))
             return
         self._send_session_key(*self._handshake.session_key_reply(registered_key))
@@ -240,12 +238,11 @@ class ServerConnection(Connection):
             block = self._take_raw(DEVICE_BLOCK_BYTES)
             if block is None:
                 return
-            if not self._holds_server_key:
-                self._handshake.receive_device_block()
+            self._handshake.receive_device_block()
+            if not self._handshake.holds_key:
                 self._emit(DeviceBlockReceived(block))
                 return
-            self.device_id = self._handshake.read_device_block(block)
-            self._emit(DeviceIdentified(self.device_id, self._handshake.offered_key_der))
+            self.open_device_block(self._handshake.decrypt_device_block(block))
         # Anything after the block is the device's Hello, sent as soon as it has the
         # session key; it stays buffered until accept_device() starts the channel.
 
