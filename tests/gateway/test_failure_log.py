@@ -21,9 +21,10 @@ def test_repeats_within_the_interval_are_counted_and_said_once_it_ends(
     caplog.set_level(logging.WARNING, "cyan.gateway")
     failures = FailureLog(interval_s=60)
     for second in range(5):
-        failures.failed("10.0.0.9", "nonce", f"line {second}", f"reason {second}", now=second)
-    failures.failed("10.0.0.9", "decrypt", "another stage", "bad key", now=5)
-    failures.failed("10.0.0.7", "nonce", "another address", "short", now=5)
+        line = f"line {second}"
+        failures.failed("10.0.0.9", "nonce", line.__str__, f"reason {second}", now=second)
+    failures.failed("10.0.0.9", "decrypt", lambda: "another stage", "bad key", now=5)
+    failures.failed("10.0.0.7", "nonce", lambda: "another address", "short", now=5)
     assert warnings(caplog) == ["line 0", "another stage", "another address"]
     failures.flush(now=59)
     assert len(warnings(caplog)) == 3
@@ -32,14 +33,14 @@ def test_repeats_within_the_interval_are_counted_and_said_once_it_ends(
         "4 more connections from 10.0.0.9 failed at stage nonce in the last 61 s "
         "(the last: reason 4)"
     ]
-    failures.failed("10.0.0.9", "nonce", "a new interval", "again", now=62)
+    failures.failed("10.0.0.9", "nonce", lambda: "a new interval", "again", now=62)
     assert warnings(caplog)[-1] == "a new interval"
 
 
 def test_the_addresses_followed_are_bounded() -> None:
     failures = FailureLog(interval_s=60)
     for index in range(MAX_ADDRESSES + 10):
-        failures.failed(f"10.{index >> 16}.{(index >> 8) & 255}.{index & 255}", "nonce", "", "", 0)
+        failures.failed(f"10.{index >> 16}.{(index >> 8) & 255}.{index & 255}", "nonce", str, "", 0)
     assert len(failures._windows) == MAX_ADDRESSES
 
 
@@ -59,3 +60,22 @@ async def test_fifty_bad_connections_from_one_address_log_one_line(
         assert len(lines) == 1, lines
         gateway.failure_log.flush(gateway.monotonic() + gateway.failure_log.interval_s)
         assert "49 more connections from 127.0.0.1 failed at stage nonce" in warnings(caplog)[-1]
+
+
+def test_a_repeat_does_not_make_its_line() -> None:
+    """The line names a diagnosis; a scanner's thousand repeats a second cost a count."""
+    failures = FailureLog(interval_s=60)
+    made: list[int] = []
+
+    def line() -> str:
+        made.append(1)
+        return "line"
+
+    assert [failures.failed("10.0.0.9", "nonce", line, "r", now=n) for n in range(5)] == [
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
+    assert len(made) == 1

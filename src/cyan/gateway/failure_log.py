@@ -11,6 +11,7 @@ the windows are per address and stage.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger("cyan.gateway")
@@ -32,9 +33,12 @@ class FailureLog:
         self.interval_s = interval_s
         self._windows: dict[tuple[str, str], _Window] = {}
 
-    def failed(self, remote_ip: str, stage: str, line: str, reason: str, now: float) -> bool:
-        """Log ``line`` unless ``remote_ip`` failed at ``stage`` within the interval; then
-        count it, keeping ``reason`` for the line that ends the interval. True if logged."""
+    def failed(
+        self, remote_ip: str, stage: str, line: Callable[[], str], reason: str, now: float
+    ) -> bool:
+        """Log ``line()`` unless ``remote_ip`` failed at ``stage`` within the interval; then
+        count it, keeping ``reason`` for the line that ends the interval. True if logged.
+        The line is made only when it is logged: a scanner's repeats cost a count each."""
         key = (remote_ip, stage)
         window = self._windows.get(key)
         if window is not None and now - window.opened < self.interval_s:
@@ -48,7 +52,7 @@ class FailureLog:
             self._summarize(oldest, self._windows.pop(oldest), now)
         self._windows.pop(key, None)
         self._windows[key] = _Window(now)  # at the end: the dict is oldest first
-        log.warning("%s", line)
+        log.warning("%s", line())
         return True
 
     def flush(self, now: float) -> None:

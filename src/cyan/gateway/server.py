@@ -284,9 +284,12 @@ class Gateway:
         counted: failure_log.py) and keep it. One that never named a device is stored as it
         is logged: a scanner's thousand failures a second would otherwise be a thousand
         rows a second, written on the loop's time."""
-        who = f"device {error.device_id}" if error.device_id else "connection"
         stage = error.stage.value
-        line = f"{who} from {remote_ip} failed at stage {stage}: {diagnose(error).sentence()}"
+
+        def line() -> str:
+            who = f"device {error.device_id}" if error.device_id else "connection"
+            return f"{who} from {remote_ip} failed at stage {stage}: {diagnose(error).sentence()}"
+
         logged = self.failure_log.failed(remote_ip, stage, line, error.reason, self.monotonic())
         self.record_failure(error, remote_ip, stored=logged or error.device_id is not None)
 
