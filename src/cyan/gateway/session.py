@@ -132,11 +132,14 @@ class DeviceSession:
         self._handshake_over()
         self._deadlines.cancel()
         self._gateway.sessions.discard(self)
-        if exc is None and self.connection.closed_cleanly:
-            log.info("device %s closed the connection", self.device_id)
-        elif self._failure is None and not self._closing:
-            reason = f"connection lost: {exc}" if exc else "the device closed the connection"
-            self._log_failure(ProtocolError(self._stage_now(), reason, device_id=self.device_id))
+        if self._failure is None and not self._closing:
+            if exc is None and self.connection.closed_cleanly:
+                log.info("device %s closed the connection", self.device_id)
+            else:
+                reason = f"connection lost: {exc}" if exc else "the device closed the connection"
+                self._log_failure(
+                    ProtocolError(self._stage_now(), reason, device_id=self.device_id)
+                )
         self.requests.connection_lost()
         self.driver.drive(self.connection.closed)  # a running update fails, and says so
         if self._activity is not None:
