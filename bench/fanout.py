@@ -49,6 +49,7 @@ from bench.figures import (
     console,
     loop_name,
     ms,
+    paced,
     percentile,
     print_table,
     raise_fd_limit,
@@ -200,10 +201,7 @@ async def _subscribers(conn: Connection, args: dict[str, Any]) -> None:
 async def publish(device: AttackDevice, rate: float, count: int) -> tuple[float, float]:
     """``count`` events at ``rate`` a second, open loop; (first, last) publish times."""
     start = time.time()
-    for index in range(count):
-        due = start + index / rate
-        if (wait := due - time.time()) > 0:
-            await asyncio.sleep(wait)
+    async for index in paced(rate, count):
         device.core.publish(messages.EventInfo(f"{PREFIX}{index}", event_data(index), 60, False))
         await device.send()
     return start, time.time()
@@ -217,10 +215,7 @@ async def floor(port: int, subscribers: int, rate: float, count: int) -> tuple[f
         writers.append(writer)
     await asyncio.sleep(0.5)
     start = time.time()
-    for index in range(count):
-        due = start + index / rate
-        if (wait := due - time.time()) > 0:
-            await asyncio.sleep(wait)
+    async for index in paced(rate, count):
         frame = b"event: " + f"{PREFIX}{index}".encode() + b"\ndata: " + event_data(index) + b"\n\n"
         for writer in writers:
             writer.write(frame)

@@ -8,7 +8,7 @@ import math
 import os
 import resource
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
 import psutil
@@ -55,6 +55,16 @@ def run(coroutine: Coroutine[Any, Any, T]) -> T:
     factory = cast(Callable[[], asyncio.AbstractEventLoop], uvloop.new_event_loop)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(coroutine)
+
+
+async def paced(rate: float, count: int) -> AsyncIterator[int]:
+    """0 … count − 1, each no earlier than its due time (start + index / rate): an open
+    loop's schedule. One that falls due late comes at once; none is skipped."""
+    start = clock()
+    for index in range(count):
+        if (wait := start + index / rate - clock()) > 0:
+            await asyncio.sleep(wait)
+        yield index
 
 
 def loop_name() -> str:

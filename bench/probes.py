@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from collections import Counter
@@ -16,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from multiprocessing.connection import Connection
 from typing import Any
 
-from bench.figures import HOST, clock, raise_fd_limit
+from bench.figures import HOST, clock, paced, raise_fd_limit
 from bench.processes import child_main, serve_control
 from cyan.protocol import DeviceConnection, crypto, messages
 from cyan.protocol.events import Event, ServerHelloReceived
@@ -154,17 +155,13 @@ async def garbage_handshakes(ready: Ready, stats: Counter[str], args: dict[str, 
 
     tasks: set[asyncio.Task[None]] = set()
     ready()
-    start = clock()
-    sent = 0
-    while clock() < end:
-        due = start + sent / rate
-        if due > clock():
-            await asyncio.sleep(due - clock())
+    async for _ in paced(rate, math.ceil(rate * PROBE_MAX_S)):
+        if clock() >= end:
+            break
         await in_flight.acquire()
         task = asyncio.create_task(one())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
-        sent += 1
     await asyncio.gather(*tasks)
 
 
