@@ -15,6 +15,7 @@ from cyan.api import accounts, devices, diagnosis, events, manage
 from cyan.api.auth import ApiContext, ServerIdentity
 from cyan.api.body_limit import BodyLimitMiddleware
 from cyan.api.errors import install_error_handlers
+from cyan.api.hot import HotRoutes
 from cyan.api.limits import ApiLimits, RequestLimitMiddleware
 from cyan.api.stream_guard import StreamGuard
 from cyan.bus import EventBus
@@ -39,7 +40,7 @@ def create_app(
         summary="A self-hosted, Particle Cloud API v1 compatible device cloud",
     )
     limits = ApiLimits(settings)
-    app.state.cyan = ApiContext(
+    context = app.state.cyan = ApiContext(
         store=store,
         router=router,
         bus=bus,
@@ -49,6 +50,9 @@ def create_app(
         flasher=flasher,
         server=server,
     )
+    # Innermost of Cyan's layers: the limits, body caps and the internal-error answer
+    # installed next wrap the hot routes as they wrap FastAPI's.
+    app.add_middleware(HotRoutes, context=context)
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, before_auth_bytes=settings.max_body_before_auth_bytes)
     # Outermost: a client over its limit costs no body read, auth or routing.

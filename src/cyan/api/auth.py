@@ -82,13 +82,18 @@ async def get_context(request: Request) -> ApiContext:
 Context = Annotated[ApiContext, Depends(get_context)]
 
 _FORM_TYPE = "application/x-www-form-urlencoded"
+# As many as Starlette's form parser allowed.
+MAX_FORM_FIELDS = 1000
 
 
 async def body_params(request: Request) -> dict[str, Any]:
     """The request body as a dict: a JSON object or a urlencoded form; ``{}`` when empty.
 
-    Forms go through Starlette's parser (python-multipart). The result is cached on the
-    request because auth may read it before the route does.
+    Forms are read with the standard library's ``parse_qsl``: Starlette's form parser
+    (python-multipart) builds a parser and looks up its loggers for every form, a tenth of
+    the server's CPU per function call sent as ``arg=…``, and a urlencoded body needs no
+    more than ``parse_qsl`` (the body is capped before it is read, body_limit.py). The
+    result is cached on the request because auth may read it before the route does.
     """
     cached = getattr(request.state, "body_params", None)
     if cached is not None:
@@ -96,23 +101,18 @@ async def body_params(request: Request) -> dict[str, Any]:
         return cached
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     params: dict[str, Any] = {}
-    if content_type == _FORM_TYPE:
-        try:
-            form = await request.form()
-        except (UnicodeDecodeError, ValueError) as exc:
-            raise BadRequest("Request body is not a valid form") from exc
-        # A repeated key keeps its last value; no Particle client repeats one.
-        params = dict(form.multi_items())
+    raw = await request.body()
+    if not raw.strip():
+        pass
+    elif content_type == _FORM_TYPE:
+        params = _form(raw)
+    elif content_type == "application/json" or raw.lstrip().startswith(b"{"):
+        params = _json_object(raw)
+    elif content_type == "":
+        # curl -d without -H sends a form with no Content-Type.
+        params = _form(raw)
     else:
-        raw = await request.body()
-        if not raw.strip():
-            pass
-        elif content_type == "application/json" or raw.lstrip().startswith(b"{"):
-            params = _json_object(raw)
-        elif content_type == "":
-            params = _form_without_type(raw)
-        else:
-            raise BadRequest(f"Unsupported request body type {content_type}")
+        raise BadRequest(f"Unsupported request body type {content_type}")
     request.state.body_params = params
     return params
 
@@ -127,14 +127,17 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return parsed
 
 
-def _form_without_type(raw: bytes) -> dict[str, Any]:
-    """A body sent with no Content-Type that is no JSON: read as a urlencoded form (curl
-    -d without -H sends one)."""
+def _form(raw: bytes) -> dict[str, Any]:
+    """A urlencoded form; a repeated key keeps its last value (no Particle client repeats
+    one)."""
     try:
         text = raw.decode()
     except UnicodeDecodeError as exc:
-        raise BadRequest("Request body is not valid UTF-8") from exc
-    return dict(parse_qsl(text, keep_blank_values=True))
+        raise BadRequest("Request body is not a valid form") from exc
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FORM_FIELDS))
+    except ValueError as exc:
+        raise BadRequest("Request body is not a valid form") from exc
 
 
 # Declared as security schemes so that /openapi.json documents how to authenticate; both
@@ -145,13 +148,14 @@ _query_token = APIKeyQuery(
 )
 
 
-async def _token(
-    request: Request,
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-    query_token: Annotated[str | None, Security(_query_token)],
-) -> str | None:
-    if bearer is not None and bearer.credentials.strip():
-        return bearer.credentials.strip()
+async def request_token(request: Request) -> str | None:
+    """The token this request carries, by the precedence in the module's docstring."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    query_token = request.query_params.get("access_token")
     if query_token:
         return query_token
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == _FORM_TYPE:
@@ -161,13 +165,21 @@ async def _token(
     return None
 
 
+async def _token(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    query_token: Annotated[str | None, Security(_query_token)],
+) -> str | None:
+    # The two security parameters document the token's places in /openapi.json; the token
+    # itself is read by request_token, as the routes served outside FastAPI read it (hot.py).
+    return await request_token(request)
+
+
 # The request's own token, or None (for routes that act on it, like /v1/access_tokens/current).
 BearerToken = Annotated[str | None, Depends(_token)]
 
 
-async def current_user(
-    request: Request, context: Context, token: Annotated[str | None, Depends(_token)]
-) -> UserRecord:
+async def authenticate(request: Request, context: ApiContext, token: str | None) -> UserRecord:
     """The token's user, or a 401 in the exact shape particle-cli expects (§1.3). A known
     caller may send a body of up to ``api.max_body_bytes`` (body_limit.py)."""
     if token is None:
@@ -177,6 +189,12 @@ async def current_user(
         raise TokenInvalid()
     allow_body(request, context.settings.max_body_bytes)
     return user
+
+
+async def current_user(
+    request: Request, context: Context, token: Annotated[str | None, Depends(_token)]
+) -> UserRecord:
+    return await authenticate(request, context, token)
 
 
 CurrentUser = Annotated[UserRecord, Depends(current_user)]

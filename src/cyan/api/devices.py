@@ -79,6 +79,13 @@ async def get_variable(
     name: str,
     fmt: Annotated[str | None, Query(alias="format")] = None,
 ) -> Response:
+    return await read_variable(context, user, id_or_name, name, fmt)
+
+
+async def read_variable(
+    context: ApiContext, user: UserRecord, id_or_name: str, name: str, fmt: str | None
+) -> Response:
+    """The variable read, shared with its route outside FastAPI (hot.py)."""
     record = await resolve_device(context, user, id_or_name)
     value = await context.router.get_variable(record.id, name)
     if fmt == "raw":
@@ -117,6 +124,13 @@ class CallRequest(BaseModel):
 async def call_function(
     request: Request, context: Context, user: CurrentUser, id_or_name: str, name: str
 ) -> JSONResponse:
+    return await make_call(request, context, user, id_or_name, name)
+
+
+async def make_call(
+    request: Request, context: ApiContext, user: UserRecord, id_or_name: str, name: str
+) -> JSONResponse:
+    """The function call, shared with its route outside FastAPI (hot.py)."""
     record = await resolve_device(context, user, id_or_name)
     argument = parse_body(CallRequest, await body_params(request)).argument
     return_value = await context.router.call_function(record.id, name, argument)

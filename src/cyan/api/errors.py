@@ -105,14 +105,16 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.http_status, exc.body(), exc.headers())
-
-
-async def _cloud_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, CloudError)
+def refusal_response(exc: ApiError | CloudError) -> JSONResponse:
+    """A refused request or a failed device request, as its JSON answer."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.http_status, exc.body(), exc.headers())
     return error_response(exc.http_status, {"ok": False, "error": exc.message})
+
+
+async def _refusal(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError | CloudError)
+    return refusal_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -187,8 +189,8 @@ class InternalErrorMiddleware:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure to one of the JSON shapes above."""
-    app.add_exception_handler(ApiError, _api_error)
-    app.add_exception_handler(CloudError, _cloud_error)
+    app.add_exception_handler(ApiError, _refusal)
+    app.add_exception_handler(CloudError, _refusal)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(InternalErrorMiddleware)

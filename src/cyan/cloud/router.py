@@ -147,7 +147,8 @@ class Router:
 
     async def call_function(self, device_id: str, name: str, argument: str) -> int:
         link = self._link(device_id)
-        limits = link.live.limits
+        live = link.live  # a fresh copy with each read (gateway/session.py): read once
+        limits = live.limits
         _check_name("Function", name, limits)
         size = len(argument.encode())
         if size > limits.function_argument_bytes:
@@ -161,14 +162,15 @@ class Router:
         # so the name is checked against its describe before anything is sent; a name the
         # describe lacks may have been registered since (setup() runs after the connect on
         # Device OS ≤ 1.5, which never describes itself): ask once more before a 404.
-        if name not in link.live.functions and name not in (await link.describe_again()).functions:
+        if name not in live.functions and name not in (await link.describe_again()).functions:
             raise FunctionNotFound(f"Function {name} not found")
         return await link.call_function(name, argument, self.function_timeout_s)
 
     async def get_variable(self, device_id: str, name: str) -> VariableValue:
         link = self._link(device_id)
-        _check_name("Variable", name, link.live.limits)
-        if name not in link.live.variables and name not in (await link.describe_again()).variables:
+        live = link.live
+        _check_name("Variable", name, live.limits)
+        if name not in live.variables and name not in (await link.describe_again()).variables:
             raise VariableNotFound("Variable not found")
         return await link.get_variable(name, self.variable_timeout_s)
 
