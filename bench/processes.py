@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -220,10 +221,39 @@ def cyan_server_main(
     child_main(conn, lambda: _cyan_server(conn, Path(data_dir), gateway))
 
 
+class GcPauses:
+    """The collector's passes since the last ``take()``: count and longest, per generation.
+    A full pass stops the loop; this says whether a phase's worst calls waited on one."""
+
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._passes: Counter[int] = Counter()
+        self._longest: dict[int, float] = {}
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self._passes[generation] += 1
+        pause = time.perf_counter() - self._started
+        self._longest[generation] = max(pause, self._longest.get(generation, 0.0))
+
+    def take(self) -> dict[str, Any]:
+        taken = {f"gen{g} passes": self._passes[g] for g in sorted(self._passes)} | {
+            f"gen{g} longest ms": round(1000 * t, 1) for g, t in sorted(self._longest.items())
+        }
+        self._passes.clear()
+        self._longest.clear()
+        return taken
+
+
 async def _cyan_server(conn: Connection, data_dir: Path, gateway: dict[str, Any]) -> None:
     node = Node(bench_settings(data_dir, **gateway))
     await node.start()
     tune_gc_for_serving()  # as `cyan serve` does
+    pauses = GcPauses()
     try:
 
         def stats() -> dict[str, Any]:
@@ -246,7 +276,7 @@ async def _cyan_server(conn: Connection, data_dir: Path, gateway: dict[str, Any]
                 "api_port": node.api_port,
             }
         )
-        await serve_control(conn, {"stats": stats})
+        await serve_control(conn, {"stats": stats, "gc": pauses.take})
     finally:
         await node.stop()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -283,3 +284,36 @@ async def test_streams_whose_clients_left_leave_little_for_the_garbage_collector
     finally:
         gc.enable()
     assert left < streams * 40, f"{left} cyclic objects left by {streams} streams"
+
+
+async def test_a_stream_ends_on_the_loop_without_a_worker_thread(
+    app: FastAPI, http: httpx.AsyncClient, bus: EventBus, alice: Caller
+) -> None:
+    """The stream's last step runs on the event loop: as a background task on a worker
+    thread, 3,000 streams closing together queued 3,000 thread hand-offs."""
+    limits = app.state.cyan.limits
+    open_stream_counted = limits.open_stream
+    ended_on: list[threading.Thread] = []
+    ended = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def counted(address: str) -> Callable[[], None]:
+        closed = open_stream_counted(address)
+
+        def recorded() -> None:
+            # Called twice: when the body ends and when the response does (closed() is
+            # idempotent, for a stream whose body never started).
+            ended_on.append(threading.current_thread())
+            if len(ended_on) == 2:
+                loop.call_soon_threadsafe(ended.set)
+            closed()
+
+        return recorded
+
+    limits.open_stream = counted
+    async with open_stream(http, "/v1/devices/events", alice, bus):
+        pass
+    async with asyncio.timeout(5):
+        await ended.wait()
+    assert set(ended_on) == {threading.main_thread()}
+    assert limits.open_streams("127.0.0.1") == 0
