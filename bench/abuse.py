@@ -7,7 +7,10 @@ subscribe flood (10,000 prefixes from one device), event flood (one device publi
 fast as its socket takes), garbage handshakes (connections answering the nonce with
 random bytes, --garbage-rate a second, 500: an RSA decrypt each), 5,000 half-open connections, body
 flood (16 clients without a token sending 400 MB form bodies to /oauth/token) and 3,000
-open event streams. This process measures.
+open event streams. This process measures. Before the body flood, the same flood is
+aimed at a bystander (bench/probes.py ``sink_main``: a process that reads each request's
+head, answers 413 and closes) while the calls go to Cyan: what the flood costs the
+machine itself (loopback traffic, the kernel, the probe's CPU), judged by no target.
 
 Figures, per phase (quiet first and last, then one per probe, the probe's pressure on):
 - call p50/p99: POST /v1/devices/{id}/digitalwrite round-robin over the healthy devices,
@@ -19,6 +22,8 @@ Figures, per phase (quiet first and last, then one per probe, the probe's pressu
 - server CPU (RSA workers included) and the probe's own CPU while the calls ran, in
   shares of one core: the machine has two, and a probe on loopback spends its own;
 - the server's longest garbage-collector pass meanwhile (the loop stops for it);
+- how many cores' worth of CPU the whole machine was busy meanwhile (kernel included): a
+  probe that fills the machine delays every process on it, the server's loop included;
 - what the probe did (its own counts).
 
 Baseline, same run: the quiet phase before the probes (after an unreported warm-up
@@ -34,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import sys
 import tempfile
@@ -59,7 +65,7 @@ from bench.figures import (
 )
 from bench.fleet import Fleet, device_fleet_main
 from bench.load import LoadRun, make_client, open_loop
-from bench.probes import PROBES, TIMED, probe_main
+from bench.probes import BYSTANDER, PROBES, TIMED, probe_main, sink_main
 from bench.processes import (
     Child,
     cyan_server_main,
@@ -86,6 +92,7 @@ class Phase:
     server_cpu: str  # share of a core while the calls ran, RSA workers included
     probe_cpu: str
     gc_longest_ms: float  # the server's longest collector pass while the calls ran
+    machine_busy: float  # cores' worth of CPU the whole machine used meanwhile, kernel too
     probe: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -110,7 +117,9 @@ async def measure(
         server.request("gc")
         server_cpu.start()
         probe_cpu.start()
+        machine_before = psutil.cpu_times()
         calls = await open_loop(call, args.rate, args.duration)
+        machine_after = psutil.cpu_times()
         server_cpu.stop()
         probe_cpu.stop()
         pauses = server.request("gc")
@@ -123,8 +132,24 @@ async def measure(
     lost = int(devices.request("stats")["lost"])
     longest = max((v for k, v in pauses.items() if k.endswith("longest ms")), default=0.0)
     return Phase(
-        name, calls, connects, lost, server_cpu.share, probe_cpu.share if probe else "–", longest
+        name,
+        calls,
+        connects,
+        lost,
+        server_cpu.share,
+        probe_cpu.share if probe else "–",
+        longest,
+        _busy_cores(machine_before, machine_after),
     )
+
+
+def _busy_cores(before: Any, after: Any) -> float:
+    """Cores' worth of CPU in use between two ``psutil.cpu_times()``: all but idle."""
+    total = sum(after) - sum(before)
+    idle = (after.idle + getattr(after, "iowait", 0.0)) - (
+        before.idle + getattr(before, "iowait", 0.0)
+    )
+    return (psutil.cpu_count() or 1) * (total - idle) / total if total > 0 else math.nan
 
 
 async def settle(server: Child, expected: int, limit_s: float = 20.0) -> None:
@@ -187,7 +212,11 @@ def run_phases(args: argparse.Namespace, data_dir: Path) -> list[Phase]:
                     "garbage_rate": args.garbage_rate,
                 }
                 console.print(f"probe: {name}…")
-                with Child("probe", probe_main, name, probe_args) as probe:
+                with contextlib.ExitStack() as stack:
+                    if name == BYSTANDER:
+                        sink = stack.enter_context(Child("sink", sink_main))
+                        probe_args["api_port"] = int(sink.start(timeout_s=30)["port"])
+                    probe = stack.enter_context(Child("probe", probe_main, name, probe_args))
                     probe.start(timeout_s=90)
                     result = phase(name, probe)
                     if name == "half-open connections":
@@ -213,7 +242,8 @@ def report(args: argparse.Namespace, phases: list[Phase]) -> None:
             and worst < TARGET_CONNECT_S
             and phase.calls.ok == phase.calls.scheduled
         )
-        if not ok:
+        bystander = phase.name == BYSTANDER
+        if not ok and not bystander:
             failing.append(phase.name)
         rows.append(
             [
@@ -227,7 +257,8 @@ def report(args: argparse.Namespace, phases: list[Phase]) -> None:
                 phase.server_cpu,
                 phase.probe_cpu,
                 f"{phase.gc_longest_ms:.0f} ms",
-                "yes" if ok else "NO",
+                f"{phase.machine_busy:.2f} of {psutil.cpu_count()}",
+                "(not Cyan)" if bystander else "yes" if ok else "NO",
             ]
         )
     print_table(
@@ -244,6 +275,7 @@ def report(args: argparse.Namespace, phases: list[Phase]) -> None:
             "server CPU",
             "probe CPU",
             "longest GC pass",
+            "machine busy (cores)",
             "in target",
         ],
         rows,
@@ -253,11 +285,19 @@ def report(args: argparse.Namespace, phases: list[Phase]) -> None:
             did = ", ".join(f"{k} {v:,}" for k, v in sorted(phase.probe.items()))
             console.print(f"{phase.name}: {did}")
     verdict = "every probe within target" if not failing else f"outside target: {failing}"
+    probes = [p for p in phases[1:-1] if p.name != BYSTANDER]
+    aside = [p for p in phases if p.name == BYSTANDER]
+    machine = (
+        f"; the body flood aimed at a bystander, not Cyan: p99 {ms(aside[0].p99)} "
+        f"({aside[0].p99 / quiet:.2f}× quiet)"
+        if aside and quiet
+        else ""
+    )
     summary(
         f"abuse: quiet call p99 {ms(quiet)}; worst probe p99 "
-        f"{ms(max(p.p99 for p in phases[1:-1]) if len(phases) > 2 else math.nan)}; "
+        f"{ms(max(p.p99 for p in probes) if probes else math.nan)}; "
         f"{verdict} (p99 ≤ {TARGET_P99_RATIO:g}× quiet, 0 healthy lost, "
-        f"new device < {TARGET_CONNECT_S:g} s)"
+        f"new device < {TARGET_CONNECT_S:g} s){machine}"
     )
 
 

@@ -272,14 +272,42 @@ async def event_streams(ready: Ready, stats: Counter[str], args: dict[str, Any])
             writer.close()
 
 
+BYSTANDER = "body flood at a bystander"
+
 PROBES: dict[str, Probe] = {
     "subscribe flood": subscribe_flood,
     "event flood": event_flood,
     "garbage handshakes": garbage_handshakes,
     "half-open connections": half_open,
+    # Not a probe of Cyan: the same flood aimed at a bystander (``sink_main``), so that
+    # what the flood costs the machine (loopback, the kernel, the probe's own CPU) is seen
+    # apart from what it costs the server it is aimed at.
+    BYSTANDER: body_flood,
     "body flood": body_flood,
     "event streams": event_streams,
 }
+
+
+def sink_main(conn: Connection) -> None:
+    """Child: the bystander a body flood can be aimed at instead of Cyan. It reads each
+    request's head, answers 413 and closes, as Cyan does (api/body_limit.py), and does
+    nothing else: a floor for what answering the flood can cost."""
+    child_main(conn, lambda: _sink(conn))
+
+
+async def _sink(conn: Connection) -> None:
+    answer = b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}"
+
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+        writer.close()
+
+    server = await asyncio.start_server(refuse, HOST, 0, backlog=1024)
+    async with server:
+        conn.send({"ok": True, "pid": os.getpid(), "port": server.sockets[0].getsockname()[1]})
+        await serve_control(conn, {})
 
 
 def probe_main(conn: Connection, name: str, args: dict[str, Any]) -> None:
