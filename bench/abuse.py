@@ -21,7 +21,8 @@ Figures, per phase (quiet first and last, then one per probe, the probe's pressu
 - healthy lost: healthy devices whose connection broke since they connected (must be 0);
 - server CPU (RSA workers included) and the probe's own CPU while the calls ran, in
   shares of one core: the machine has two, and a probe on loopback spends its own;
-- the server's longest garbage-collector pass meanwhile (the loop stops for it);
+- the server's longest garbage-collector pass meanwhile (the loop stops for it), and its
+  loop's longest stall (how late a timer due every millisecond ran);
 - how many cores' worth of CPU the whole machine was busy meanwhile (kernel included): a
   probe that fills the machine delays every process on it, the server's loop included;
 - what the probe did (its own counts).
@@ -93,6 +94,7 @@ class Phase:
     probe_cpu: str
     gc_longest_ms: float  # the server's longest collector pass while the calls ran
     machine_busy: float  # cores' worth of CPU the whole machine used meanwhile, kernel too
+    loop_late_ms: float  # the server loop's worst lateness for a timer due every 1 ms
     probe: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -115,6 +117,7 @@ async def measure(
     probe_cpu = CpuMeter(*([probe.pid] if probe is not None else []))
     async with make_client("raw", api_port, token, healthy, 16) as (call, _check):
         server.request("gc")
+        server.request("lag")
         server_cpu.start()
         probe_cpu.start()
         machine_before = psutil.cpu_times()
@@ -123,6 +126,7 @@ async def measure(
         server_cpu.stop()
         probe_cpu.stop()
         pauses = server.request("gc")
+        lag = server.request("lag")
     connects: list[float] = []
     members = [fresh.add(device_id, key) for device_id, key in args.fresh_ids.pop()]
     for member in members:
@@ -140,6 +144,7 @@ async def measure(
         probe_cpu.share if probe else "–",
         longest,
         _busy_cores(machine_before, machine_after),
+        float(lag.get("loop late max ms", math.nan)),
     )
 
 
@@ -257,6 +262,7 @@ def report(args: argparse.Namespace, phases: list[Phase]) -> None:
                 phase.server_cpu,
                 phase.probe_cpu,
                 f"{phase.gc_longest_ms:.0f} ms",
+                f"{phase.loop_late_ms:.0f} ms",
                 f"{phase.machine_busy:.2f} of {psutil.cpu_count()}",
                 "(not Cyan)" if bystander else "yes" if ok else "NO",
             ]
@@ -275,6 +281,7 @@ def report(args: argparse.Namespace, phases: list[Phase]) -> None:
             "server CPU",
             "probe CPU",
             "longest GC pass",
+            "loop stall max",
             "machine busy (cores)",
             "in target",
         ],

@@ -249,11 +249,42 @@ class GcPauses:
         return taken
 
 
+class LoopLag:
+    """How late the server's loop runs a callback due every millisecond, since the last
+    ``take()``: a stall of the loop (one long callback, a GC pass) shows as a late tick."""
+
+    TICK_S = 0.001
+
+    def __init__(self) -> None:
+        self._late: list[float] = []
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            due = time.perf_counter() + self.TICK_S
+            await asyncio.sleep(self.TICK_S)
+            self._late.append(time.perf_counter() - due)
+
+    def take(self) -> dict[str, Any]:
+        late = sorted(self._late)
+        self._late.clear()
+        if not late:
+            return {}
+        return {
+            "loop late p99 ms": round(1000 * late[int(0.99 * (len(late) - 1))], 1),
+            "loop late max ms": round(1000 * late[-1], 1),
+        }
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
 async def _cyan_server(conn: Connection, data_dir: Path, gateway: dict[str, Any]) -> None:
     node = Node(bench_settings(data_dir, **gateway))
     await node.start()
     tune_gc_for_serving()  # as `cyan serve` does
     pauses = GcPauses()
+    lag = LoopLag()
     try:
 
         def stats() -> dict[str, Any]:
@@ -276,8 +307,9 @@ async def _cyan_server(conn: Connection, data_dir: Path, gateway: dict[str, Any]
                 "api_port": node.api_port,
             }
         )
-        await serve_control(conn, {"stats": stats, "gc": pauses.take})
+        await serve_control(conn, {"stats": stats, "gc": pauses.take, "lag": lag.take})
     finally:
+        lag.stop()
         await node.stop()
 
 
