@@ -9,15 +9,10 @@ import asyncio
 import contextlib
 import gc
 import logging
-import socket
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import uvicorn
-
-from cyan.api import create_app
-from cyan.api.auth import ServerIdentity
 from cyan.bus import EventBus
 from cyan.cloud.flash import Flasher
 from cyan.cloud.router import Router
@@ -29,6 +24,9 @@ from cyan.keydir import KeyStore
 from cyan.protocol import crypto
 from cyan.settings import ADMIN_USERNAME, Settings
 from cyan.store import Store
+
+if TYPE_CHECKING:
+    from cyan.api.serving import ApiServer
 
 log = logging.getLogger("cyan.node")
 
@@ -49,14 +47,6 @@ DEMO_DIR = "demo-devices"
 YOUNG_COLLECTION_EVERY = 10_000
 
 
-class _EmbeddedApiServer(uvicorn.Server):
-    """uvicorn inside our own loop: signals belong to `cyan serve`, not to uvicorn."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @dataclass
 class Node:
     settings: Settings
@@ -67,7 +57,7 @@ class Node:
     gateway: Gateway = field(init=False)
     flasher: Flasher = field(init=False)
     devices: list[VirtualDevice] = field(default_factory=list, init=False)
-    _api: uvicorn.Server | None = field(default=None, init=False)
+    _api: ApiServer | None = field(default=None, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
 
     async def start(self) -> None:
@@ -105,38 +95,20 @@ class Node:
             await self._start_demo_devices(self.demo_devices)
 
     async def _start_api(self) -> None:
-        server_public = self.gateway.server_key.public_key()
-        app = create_app(
+        # Imported here, once the gateway is listening: FastAPI, uvicorn and the routes are
+        # about 0.3 s of imports, and devices need none of them to connect.
+        from cyan.api.serving import start_api
+
+        self._api, task = await start_api(
             store=self.store,
             router=self.router,
             bus=self.bus,
             settings=self.settings.api,
             flasher=self.flasher,
-            server=ServerIdentity(
-                public_key_pem=crypto.public_key_pem(server_public).decode(),
-                fingerprint=crypto.fingerprint(server_public),
-                device_port=self.gateway.port,
-            ),
+            server_key=self.gateway.server_key,
+            device_port=self.gateway.port,
         )
-        config = uvicorn.Config(
-            app,
-            host=self.settings.api.host,
-            port=self.settings.api.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-        # Bound here, not by uvicorn: uvicorn answers a taken port with sys.exit(1).
-        listening = _listening_socket(self.settings.api.host, self.settings.api.port)
-        self._api = _EmbeddedApiServer(config)
-        task = asyncio.create_task(self._api.serve(sockets=[listening]), name="api")
         self._tasks.append(task)
-        while not self._api.started:
-            if task.done():
-                task.result()  # surfaces the bind error
-                raise RuntimeError("the API server stopped while starting")
-            await asyncio.sleep(0.02)
 
     @property
     def api_port(self) -> int:
@@ -172,25 +144,6 @@ class Node:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(task, 5)
         await self.store.close()
-
-
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """A TCP listening socket made with IPPROTO_TCP, not 0 (socket.create_server's).
-
-    asyncio sets TCP_NODELAY only on accepted sockets whose protocol is IPPROTO_TCP
-    (base_events._set_nodelay). Without it uvicorn's separate header and body writes wait
-    on Nagle and the client's delayed ACK: 40 ms per keep-alive request on Linux.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(1024)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def _demo_keystore(directory: Path, server_public: crypto.RsaPublicKey, port: int) -> KeyStore:

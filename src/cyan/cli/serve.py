@@ -94,7 +94,7 @@ def _use_uvloop() -> None:
 
 
 async def _serve(settings: Settings, demo: int) -> None:
-    from cyan.node import Node, tune_gc_for_serving  # FastAPI, uvicorn, the store
+    from cyan.node import Node, tune_gc_for_serving  # the store, the gateway
 
     node = Node(settings, demo_devices=demo)
     await node.start()
