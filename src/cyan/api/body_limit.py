@@ -73,15 +73,11 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         allowance = _Allowance(self.before_auth_bytes, _declared_length(scope))
-        if (
-            allowance.declared is not None
-            and allowance.declared > allowance.limit
-            and not _may_authenticate(scope)
-        ):
+        refused = refused_before_reading(scope, self.before_auth_bytes)
+        if refused is not None:
             # No token can raise this caller's cap: answered here, before routing, auth
-            # and the app's middleware (a client that reconnects to send 400 MB again and
-            # again costs the loop one cheap answer each time).
-            refused = PayloadTooLarge(allowance.limit, unread=True)
+            # and the app's middleware. (Under `cyan serve` the HTTP protocol refuses it
+            # sooner still, api/serving.py; this is for any other ASGI server.)
             await JSONResponse(refused.body(), refused.http_status, refused.headers())(
                 scope, receive, send
             )
@@ -121,6 +117,16 @@ async def _refuse(allowance: _Allowance, receive: Receive) -> NoReturn:
         budget -= len(message.get("body", b""))
         allowance.more = bool(message.get("more_body", False))
     raise PayloadTooLarge(allowance.limit, unread=allowance.more)
+
+
+def refused_before_reading(scope: Scope, before_auth_bytes: int) -> PayloadTooLarge | None:
+    """The 413 for a request whose declared body is over the pre-auth cap and which
+    carries no token that could raise it (header or query), or None. ``scope`` needs only
+    its "headers" and "query_string"."""
+    declared = _declared_length(scope)
+    if declared is not None and declared > before_auth_bytes and not _may_authenticate(scope):
+        return PayloadTooLarge(before_auth_bytes, unread=True)
+    return None
 
 
 def _may_authenticate(scope: Scope) -> bool:

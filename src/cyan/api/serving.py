@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import Iterator
 
+import httptools
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from cyan.api import create_app
 from cyan.api.auth import ServerIdentity
+from cyan.api.body_limit import refused_before_reading
 from cyan.bus import EventBus
 from cyan.cloud.flash import Flasher
 from cyan.cloud.router import Router
@@ -24,6 +28,58 @@ from cyan.store import Store
 
 # A tick of the wait for uvicorn's "started" flag, for which it offers no event.
 _STARTED_POLL_S = 0.02
+
+
+class _EarlyRefusingProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP/1.1 protocol, refusing a body that no token could allow as soon as
+    the request's head is parsed, in the same read.
+
+    Through the ASGI app the same 413 (api/body_limit.py) went out a loop turn later,
+    after uvicorn had started the request's task, and on loopback a client pushes about
+    1.7 MB a millisecond: a flood of 400 MB bodies moved 1.4 MB per connection into the
+    kernel before the close, three times what a bare server that refuses at once let in
+    (bench/abuse.py, "body flood at a bystander"), and the traffic itself delayed every
+    other client's calls. Hooks uvicorn's parser callbacks, which are not a public API:
+    tests/api/test_serving.py holds it to its behaviour.
+    """
+
+    before_auth_bytes: int = 0
+    _refused = False
+
+    def on_headers_complete(self) -> None:
+        head = {"headers": self.headers, "query_string": httptools.parse_url(self.url).query or b""}
+        refused = refused_before_reading(head, self.before_auth_bytes)
+        if refused is None:
+            super().on_headers_complete()
+            return
+        self._refused = True
+        body = json.dumps(refused.body()).encode()
+        self.transport.write(
+            b"HTTP/1.1 413 Request Entity Too Large\r\n"
+            b"content-type: application/json\r\n"
+            + b"content-length: %d\r\n" % len(body)
+            + b"connection: close\r\n\r\n"
+            + body
+        )
+        self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if not self._refused:
+            super().data_received(data)
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+
+def protocol_for(before_auth_bytes: int) -> type[_EarlyRefusingProtocol]:
+    return type(
+        "EarlyRefusingProtocol", (_EarlyRefusingProtocol,), {"before_auth_bytes": before_auth_bytes}
+    )
 
 
 class ApiServer(uvicorn.Server):
@@ -63,6 +119,7 @@ async def start_api(
         app,
         host=settings.host,
         port=settings.port,
+        http=protocol_for(settings.max_body_before_auth_bytes),
         log_config=None,
         access_log=False,
         lifespan="off",
