@@ -20,6 +20,7 @@ and fields, not bytes), so the count sits in the ASGI ``receive`` the app reads 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -72,8 +73,14 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        allowance = _Allowance(self.before_auth_bytes, _declared_length(scope))
-        refused = refused_before_reading(scope, self.before_auth_bytes)
+        headers = scope.get("headers", ())
+        allowance = _Allowance(self.before_auth_bytes, _declared_length(headers))
+        refused = _refusal(
+            allowance.declared,
+            headers,
+            lambda: scope.get("query_string", b""),
+            self.before_auth_bytes,
+        )
         if refused is not None:
             # No token can raise this caller's cap: answered here, before routing, auth
             # and the app's middleware. (Under `cyan serve` the HTTP protocol refuses it
@@ -119,25 +126,40 @@ async def _refuse(allowance: _Allowance, receive: Receive) -> NoReturn:
     raise PayloadTooLarge(allowance.limit, unread=allowance.more)
 
 
-def refused_before_reading(scope: Scope, before_auth_bytes: int) -> PayloadTooLarge | None:
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+def refused_before_reading(
+    headers: Headers, query_string: Callable[[], bytes], before_auth_bytes: int
+) -> PayloadTooLarge | None:
     """The 413 for a request whose declared body is over the pre-auth cap and which
-    carries no token that could raise it (header or query), or None. ``scope`` needs only
-    its "headers" and "query_string"."""
-    declared = _declared_length(scope)
-    if declared is not None and declared > before_auth_bytes and not _may_authenticate(scope):
-        return PayloadTooLarge(before_auth_bytes, unread=True)
-    return None
+    carries no token that could raise it (header or query), or None. ``query_string`` is
+    asked for only when the declared length is over the cap."""
+    return _refusal(_declared_length(headers), headers, query_string, before_auth_bytes)
 
 
-def _may_authenticate(scope: Scope) -> bool:
+def _refusal(
+    declared: int | None,
+    headers: Headers,
+    query_string: Callable[[], bytes],
+    before_auth_bytes: int,
+) -> PayloadTooLarge | None:
+    if declared is None or declared <= before_auth_bytes:
+        return None
+    if _may_authenticate(headers, query_string):
+        return None
+    return PayloadTooLarge(before_auth_bytes, unread=True)
+
+
+def _may_authenticate(headers: Headers, query_string: Callable[[], bytes]) -> bool:
     """An Authorization header or a token in the query: the route may raise the cap."""
-    if b"access_token=" in scope.get("query_string", b""):
+    if b"access_token=" in query_string():
         return True
-    return any(name == b"authorization" for name, _ in scope.get("headers", ()))
+    return any(name == b"authorization" for name, _ in headers)
 
 
-def _declared_length(scope: Scope) -> int | None:
-    for name, value in scope.get("headers", ()):
+def _declared_length(headers: Headers) -> int | None:
+    for name, value in headers:
         if name == b"content-length":
             try:
                 return int(value)

@@ -47,8 +47,9 @@ class _EarlyRefusingProtocol(HttpToolsProtocol):
     _refused = False
 
     def on_headers_complete(self) -> None:
-        head = {"headers": self.headers, "query_string": httptools.parse_url(self.url).query or b""}
-        refused = refused_before_reading(head, self.before_auth_bytes)
+        refused = refused_before_reading(
+            self.headers, lambda: httptools.parse_url(self.url).query or b"", self.before_auth_bytes
+        )
         if refused is None:
             super().on_headers_complete()
             return
