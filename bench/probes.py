@@ -104,6 +104,20 @@ Ready = Callable[[], None]
 Probe = Callable[[Ready, Counter[str], dict[str, Any]], Coroutine[Any, Any, None]]
 
 
+async def _hold_open(
+    ready: Ready, tasks: list[asyncio.Task[None]], writers: list[asyncio.StreamWriter]
+) -> None:
+    """Say ready, keep the connections open until the probe is stopped, then close them."""
+    ready()
+    try:
+        await asyncio.sleep(PROBE_MAX_S)
+    finally:
+        for task in tasks:
+            task.cancel()
+        for writer in writers:
+            writer.close()
+
+
 async def subscribe_flood(ready: Ready, stats: Counter[str], args: dict[str, Any]) -> None:
     """One device sends 10,000 subscriptions with different prefixes in one write."""
     device = AttackDevice(args["device_id"], args["key_der"], args["server_der"])
@@ -193,14 +207,7 @@ async def half_open(ready: Ready, stats: Counter[str], args: dict[str, Any]) -> 
         if len(watched) < TIMED:
             watched.append(asyncio.create_task(watch(reader, clock())))
     stats["half-open connections"] = len(writers)
-    ready()
-    try:
-        await asyncio.sleep(PROBE_MAX_S)
-    finally:
-        for task in watched:
-            task.cancel()
-        for writer in writers:
-            writer.close()
+    await _hold_open(ready, watched, writers)
 
 
 async def body_flood(ready: Ready, stats: Counter[str], args: dict[str, Any]) -> None:
@@ -262,14 +269,7 @@ async def event_streams(ready: Ready, stats: Counter[str], args: dict[str, Any])
         writers.append(writer)
         readers.append(asyncio.create_task(read_on(reader)))
     stats["streams open"] = len(writers)
-    ready()
-    try:
-        await asyncio.sleep(PROBE_MAX_S)
-    finally:
-        for task in readers:
-            task.cancel()
-        for writer in writers:
-            writer.close()
+    await _hold_open(ready, readers, writers)
 
 
 BYSTANDER = "body flood at a bystander"
