@@ -83,3 +83,81 @@ async def test_failed_or_empty_loads_are_not_kept() -> None:
         with pytest.raises(RuntimeError, match="database down"):
             await task
     assert len(cache) == 0
+
+
+async def test_a_stale_entry_is_answered_at_once_and_refreshed_by_one_load() -> None:
+    clock = FakeClock()
+    cache: TtlCache[str, str] = TtlCache(3.0, 10, clock, stale_s=30.0)
+    cache.put("device", "old name")
+    clock.now += 3.5
+    assert cache.get("device") is None  # not fresh
+    gate = asyncio.Event()
+    loads = 0
+
+    async def load() -> str:
+        nonlocal loads
+        loads += 1
+        await gate.wait()
+        return "new name"
+
+    # Both answered from the stale entry without waiting on the load; one load runs.
+    assert await cache.get_or_load("device", load) == "old name"
+    assert await cache.get_or_load("device", load) == "old name"
+    gate.set()
+    await cache.refreshed()
+    assert loads == 1
+    assert await cache.get_or_load("device", load) == "new name"
+    assert loads == 1
+
+
+async def test_a_refresh_that_finds_nothing_or_fails_drops_the_entry() -> None:
+    clock = FakeClock()
+    cache: TtlCache[str, str] = TtlCache(3.0, 10, clock, stale_s=30.0)
+
+    async def revoked() -> str | None:
+        return None
+
+    async def broken() -> str | None:
+        raise RuntimeError("database down")
+
+    for load in (revoked, broken):
+        cache.put("token", "alice")
+        clock.now += 3.5
+        assert await cache.get_or_load("token", load) == "alice"  # the one stale answer
+        await cache.refreshed()
+        assert len(cache) == 0
+        if load is revoked:
+            assert await cache.get_or_load("token", load) is None
+        else:
+            with pytest.raises(RuntimeError, match="database down"):
+                await cache.get_or_load("token", load)
+
+
+async def test_an_entry_past_its_stale_time_is_loaded_again() -> None:
+    clock = FakeClock()
+    cache: TtlCache[str, str] = TtlCache(3.0, 10, clock, stale_s=30.0)
+    cache.put("device", "old")
+    clock.now += 33.5
+
+    async def load() -> str:
+        return "new"
+
+    assert await cache.get_or_load("device", load) == "new"
+
+
+async def test_a_load_started_before_a_drop_does_not_put_the_old_value_back() -> None:
+    cache: TtlCache[str, str] = TtlCache(3.0, 10, FakeClock(), stale_s=30.0)
+    read = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def load() -> str:
+        read.set()  # read the database before the change below...
+        await finish.wait()
+        return "before the rename"
+
+    loading = asyncio.create_task(cache.get_or_load("device", load))
+    await read.wait()
+    cache.discard_where(lambda _key, _value: True)  # ...the API renames it meanwhile
+    finish.set()
+    assert await loading == "before the rename"  # this request saw the old row
+    assert cache.get("device") is None  # but the next one reads the database again

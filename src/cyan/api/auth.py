@@ -31,8 +31,9 @@ if TYPE_CHECKING:
     from cyan.cloud.flash import Flasher
 from cyan.store import DeviceRecord, Store, UserRecord
 
-# See cache.py for why a few seconds.
+# See cache.py for why a few seconds fresh, and why then served stale while refreshed.
 CACHE_TTL_S = 3.0
+CACHE_STALE_S = 30.0
 CACHE_MAX_ENTRIES = 10_000
 
 
@@ -60,11 +61,11 @@ class ApiContext:
     flasher: Flasher | None = None
     # token -> its user; only tokens the store accepted are kept.
     users: TtlCache[str, UserRecord] = field(
-        default_factory=lambda: TtlCache(CACHE_TTL_S, CACHE_MAX_ENTRIES)
+        default_factory=lambda: TtlCache(CACHE_TTL_S, CACHE_MAX_ENTRIES, stale_s=CACHE_STALE_S)
     )
     # (owner id, id or name as typed) -> device
     devices: TtlCache[tuple[int, str], DeviceRecord] = field(
-        default_factory=lambda: TtlCache(CACHE_TTL_S, CACHE_MAX_ENTRIES)
+        default_factory=lambda: TtlCache(CACHE_TTL_S, CACHE_MAX_ENTRIES, stale_s=CACHE_STALE_S)
     )
 
     def forget_device(self, device_id: str) -> None:
