@@ -1,3 +1,3 @@
-from cyan.cli.main import app
+from cyan.cli.entry import main
 
-app()
+main()

@@ -8,25 +8,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cyan.bus import EventBus
-from cyan.cloud.flash import Flasher
 from cyan.cloud.router import Router
 from cyan.datadir import load_or_create_server_key, prepare
-from cyan.device import DeviceOptions, VirtualDevice
 from cyan.errors import CyanError
 from cyan.gateway import Gateway
-from cyan.keydir import KeyStore
 from cyan.protocol import crypto
 from cyan.settings import ADMIN_USERNAME, Settings
-from cyan.store import Store
 
 if TYPE_CHECKING:
     from cyan.api.serving import ApiServer
+    from cyan.cloud.flash import Flasher
+    from cyan.device import VirtualDevice
+    from cyan.keydir import KeyStore
+    from cyan.store import Store
 
 log = logging.getLogger("cyan.node")
 
@@ -40,6 +41,12 @@ def _cannot_listen(what: str, option: str, host: str, port: int, exc: OSError) -
         f"cannot listen for {what} on {host}:{port}: {exc.strerror or exc}",
         fix=f"Stop what holds the port (another cyan serve?) or pick another with {option}.",
     )
+
+
+async def _import_on_a_thread(module: str) -> None:
+    """Import ``module`` on a worker thread: the loop keeps serving devices meanwhile (an
+    import holds the GIL, but hands it back to the loop's thread every few milliseconds)."""
+    await asyncio.to_thread(importlib.import_module, module)
 
 
 DEMO_DIR = "demo-devices"
@@ -63,9 +70,6 @@ class Node:
     async def start(self) -> None:
         prepare(self.settings.data_dir)
         server_key = load_or_create_server_key(self.settings.data_dir)
-        self.store = await Store.open(self.settings.database_url)
-        # Presence lives in memory; whatever the store says from a previous run is stale.
-        await self.store.presence.mark_all_offline()
         gateway_settings = self.settings.gateway
         self.router = Router(
             function_timeout_s=gateway_settings.function_timeout_s,
@@ -73,15 +77,28 @@ class Node:
         )
         self.bus = EventBus()
         self.router.add_listener(self.bus.publish)
-        self.gateway = Gateway(
-            settings=gateway_settings, server_key=server_key, store=self.store, router=self.router
-        )
+        self.gateway = Gateway(settings=gateway_settings, server_key=server_key, router=self.router)
         try:
-            await self.gateway.start()
+            await self.gateway.listen()
         except OSError as exc:
-            await self.store.close()
             host, port = gateway_settings.host, gateway_settings.port
             raise _cannot_listen("devices", "--device-port", host, port, exc) from exc
+        # Devices are accepted from here on; their handshakes wait for the store at the key
+        # lookup. What the store and the API import (SQLAlchemy, FastAPI, uvicorn: most of
+        # a start) is imported on a thread, so the loop answers devices meanwhile.
+        try:
+            await _import_on_a_thread("cyan.store.store")
+            from cyan.store import Store
+
+            self.store = await Store.open(self.settings.database_url)
+        except BaseException:
+            await self.gateway.stop()
+            raise
+        # Presence lives in memory; whatever the store says from a previous run is stale.
+        await self.store.presence.mark_all_offline()
+        await self.gateway.use_store(self.store)
+        from cyan.cloud.flash import Flasher
+
         self.flasher = Flasher(self.router, self.store, self.settings.data_dir)
         await self.flasher.recover()
         try:
@@ -95,8 +112,7 @@ class Node:
             await self._start_demo_devices(self.demo_devices)
 
     async def _start_api(self) -> None:
-        # Imported here, once the gateway is listening: FastAPI, uvicorn and the routes are
-        # about 0.3 s of imports, and devices need none of them to connect.
+        await _import_on_a_thread("cyan.api.serving")
         from cyan.api.serving import start_api
 
         self._api, task = await start_api(
@@ -116,6 +132,8 @@ class Node:
         return int(self._api.servers[0].sockets[0].getsockname()[1])
 
     async def _start_demo_devices(self, count: int) -> None:
+        from cyan.device import DeviceOptions, VirtualDevice
+
         admin = await self.store.users.ensure(ADMIN_USERNAME)
         server_public = self.gateway.server_key.public_key()
         for index in range(1, count + 1):
@@ -147,6 +165,8 @@ class Node:
 
 
 def _demo_keystore(directory: Path, server_public: crypto.RsaPublicKey, port: int) -> KeyStore:
+    from cyan.keydir import KeyStore
+
     if (directory / "device-key.der").exists():
         return KeyStore.load(directory)
     return KeyStore.create(directory, server_public, host="127.0.0.1", port=port)

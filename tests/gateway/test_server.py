@@ -187,6 +187,51 @@ async def test_start_listens_and_stop_closes_sessions_writes_and_the_port(tmp_pa
             await asyncio.get_running_loop().create_connection(asyncio.Protocol, LOOPBACK, port)
 
 
+async def test_devices_are_accepted_before_the_store_opens_and_served_once_it_does(
+    tmp_path: Path,
+) -> None:
+    """A node listens before it opens its store (node.py): a device that connects
+    meanwhile gets its nonce at once and its handshake waits at the key lookup."""
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'cyan.db'}")
+    router = Router(function_timeout_s=5.0, variable_timeout_s=5.0)
+    gateway = Gateway(
+        settings=GatewaySettings(host=LOOPBACK, port=0, rsa_processes=0),
+        server_key=server_key(),
+        router=router,
+    )
+    try:
+        await gateway.listen()
+        keystore = KeyStore.create(
+            tmp_path / "keys", server_key().public_key(), host=LOOPBACK, port=gateway.port
+        )
+        await store.devices.add(keystore.device_id, der(keystore), owner_id=None)
+        raw = await RawDevice.open(gateway.port)
+        assert len(await raw.read_exactly(40)) == 40  # the nonce, with no store yet
+        handshake = asyncio.create_task(raw.handshake(keystore, hello=NEW_HELLO, timeout_s=30))
+        # It cannot finish: the device's key is only in the store nobody gave the gateway.
+        done, _ = await asyncio.wait({handshake}, timeout=0.5)
+        assert not done
+        await gateway.use_store(store)
+        await handshake
+        await eventually(lambda: router.live(keystore.device_id) is not None, 10, "online")
+    finally:
+        await gateway.stop()
+        await store.close()
+
+
+async def test_a_gateway_stopped_before_it_had_a_store_stops_cleanly(tmp_path: Path) -> None:
+    gateway = Gateway(
+        settings=GatewaySettings(host=LOOPBACK, port=0, rsa_processes=0),
+        server_key=server_key(),
+        router=Router(function_timeout_s=5.0, variable_timeout_s=5.0),
+    )
+    await gateway.listen()
+    raw = await RawDevice.open(gateway.port)
+    await raw.read_exactly(40)
+    await gateway.stop()
+    assert await raw.closed_by_server()
+
+
 async def test_stop_waits_for_the_tasks_it_spawned(tmp_path: Path) -> None:
     async with gateway_rig(tmp_path) as rig:
         release = asyncio.Event()

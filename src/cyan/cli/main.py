@@ -8,21 +8,14 @@ from cyan import __version__
 from cyan.cli.admin import token_app
 from cyan.cli.device import device_app
 from cyan.cli.doctor import doctor
+from cyan.cli.entry import new_app
 from cyan.cli.explain import explain
 from cyan.cli.firmware import firmware_app
 from cyan.cli.keys import keys_app
 from cyan.cli.serve import serve
 from cyan.cli.users import user_app
 
-app = typer.Typer(
-    name="cyan",
-    help="Cyan: a self-hosted device cloud for Particle Photon, P1 and Core devices.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    # Markdown: a docstring's paragraphs are rewrapped to the terminal, not broken where the
-    # source line ends.
-    rich_markup_mode="markdown",
-)
+app = new_app()
 app.command("serve")(serve)
 app.command("doctor")(doctor)
 app.command("explain")(explain)

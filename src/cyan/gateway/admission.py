@@ -1,4 +1,5 @@
-"""Which events a device may publish: Particle's rate and Device OS's sizes.
+"""Which events a device may publish: Particle's rate and Device OS's sizes; and how many
+connections one address may have in the handshake at once.
 
 Particle lets a device publish about one event a second, with bursts of up to four
 (docs, Particle.publish()); Device OS counts the same on the device, so firmware that
@@ -86,3 +87,28 @@ class EventGate:
         if self._bucket is None or self._over_rate_in_a_row < FLOOD_DROPS:
             return 0.0
         return max(MIN_HOLD_S, self._bucket.wait_s(now))
+
+
+class HandshakesPerAddress:
+    """Connections from each remote address still in the handshake, held to ``most`` (0:
+    no bound), so one address cannot hold every handshake the server can run."""
+
+    def __init__(self, most: int) -> None:
+        self.most = most
+        self._counts: dict[str, int] = {}
+
+    def start(self, remote_ip: str) -> bool:
+        """Count one more from ``remote_ip``; False (not counted) if it has ``most``."""
+        count = self._counts.get(remote_ip, 0)
+        if 0 < self.most <= count:
+            return False
+        self._counts[remote_ip] = count + 1
+        return True
+
+    def end(self, remote_ip: str) -> None:
+        count = self._counts.pop(remote_ip, 1) - 1
+        if count > 0:
+            self._counts[remote_ip] = count
+
+    def count(self, remote_ip: str) -> int:
+        return self._counts.get(remote_ip, 0)

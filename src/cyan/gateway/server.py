@@ -12,13 +12,13 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cyan.bus.events import CloudEvent
 from cyan.cloud.router import Router
 from cyan.diagnose import diagnose
 from cyan.driver import Timers, process_timers
-from cyan.gateway.admission import Refusal
+from cyan.gateway.admission import HandshakesPerAddress, Refusal
 from cyan.gateway.failure_log import FailureLog
 from cyan.gateway.session import DeviceSession
 from cyan.gateway.writes import write_isolated
@@ -31,9 +31,11 @@ from cyan.store import (
     PresenceUpdate,
     Registration,
     SessionUpdate,
-    Store,
     StoreUnavailable,
 )
+
+if TYPE_CHECKING:
+    from cyan.store import Store
 
 log = logging.getLogger("cyan.gateway")
 
@@ -52,8 +54,8 @@ class Gateway:
         *,
         settings: GatewaySettings,
         server_key: crypto.RsaPrivateKey,
-        store: Store,
         router: Router,
+        store: Store | None = None,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         random_bytes: Callable[[int], bytes] = os.urandom,
@@ -68,7 +70,11 @@ class Gateway:
         # the connections then hold no key (None) and hand those steps to the pool.
         self.rsa = RsaPool(server_key, processes) if processes else None
         self.connection_key = None if self.rsa else server_key
-        self.store = store
+        # None until the node has opened it (listen, then use_store).
+        self._store = store
+        self._store_ready = asyncio.Event()
+        if store is not None:
+            self._store_ready.set()
         self.router = router
         self.clock = clock
         self.monotonic = monotonic
@@ -85,8 +91,7 @@ class Gateway:
         self._presence: dict[str, PresenceUpdate] = {}
         self._session_writes: dict[str, SessionUpdate] = {}
         self._failure_writes: deque[ConnectionFailure] = deque(maxlen=PENDING_FAILURES_MAX)
-        # remote address -> its connections still in the handshake
-        self._handshaking: dict[str, int] = {}
+        self.handshakes = HandshakesPerAddress(settings.max_handshakes_per_address)
         # device id -> [over the rate, too big] since the last flush
         self._dropped: dict[str, list[int]] = {}
         # One flush at a time: a flush that returns has written everything queued before it,
@@ -102,9 +107,13 @@ class Gateway:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        # Loaded up front so that even a device's first handshake after a restart (every
-        # device at once, after a crash) never waits on the database.
-        self._registrations = await self.store.devices.all_registrations()
+        """Listen, and serve devices from the store given at construction."""
+        await self.listen()
+        await self.use_store(self.store)
+
+    async def listen(self) -> None:
+        """Accept devices: they get their nonce at once and wait at the key lookup until
+        ``use_store`` (a node listens before it imports and opens its store, node.py)."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: DeviceSession(self).driver,
@@ -113,12 +122,25 @@ class Gateway:
             reuse_address=True,
             backlog=1024,
         )
-        self._sweeper = asyncio.create_task(self._sweep(), name="gateway-sweep")
         if self.rsa is not None:
             # In the background: devices are accepted at once, the first waiting briefly.
             self.spawn(self.rsa.start())
         self.router.on_registration_changed(self.forget_registration)
         log.info("device gateway listening on %s:%d", self.settings.host, self.port)
+
+    async def use_store(self, store: Store) -> None:
+        """Serve the handshakes that wait, and those to come, from ``store``."""
+        # Loaded up front so that even a device's first handshake after a restart (every
+        # device at once, after a crash) never waits on the database.
+        self._registrations = await store.devices.all_registrations()
+        self._store = store
+        self._store_ready.set()
+        self._sweeper = asyncio.create_task(self._sweep(), name="gateway-sweep")
+
+    @property
+    def store(self) -> Store:
+        assert self._store is not None, "the gateway has no store yet"
+        return self._store
 
     @property
     def timers(self) -> Timers:
@@ -171,6 +193,7 @@ class Gateway:
         none or it offers another one, since `cyan device add` in another process or the
         API may have changed it since.
         """
+        await self._store_ready.wait()
         known = self._registrations.get(device_id)
         if known is None or (offered_der is not None and offered_der != known.public_key_der):
             known = await self.store.devices.registration(device_id)
@@ -239,26 +262,6 @@ class Gateway:
 
     def publish(self, event: CloudEvent) -> None:
         self.router.publish(event)
-
-    def handshake_started(self, remote_ip: str) -> bool:
-        """Count a connection from ``remote_ip`` into the handshake; False (not counted) if
-        that address has gateway.max_handshakes_per_address there already."""
-        count = self._handshaking.get(remote_ip, 0)
-        most = self.settings.max_handshakes_per_address
-        if most > 0 and count >= most:
-            return False
-        self._handshaking[remote_ip] = count + 1
-        return True
-
-    def handshake_ended(self, remote_ip: str) -> None:
-        count = self._handshaking.get(remote_ip, 1) - 1
-        if count > 0:
-            self._handshaking[remote_ip] = count
-        else:
-            self._handshaking.pop(remote_ip, None)
-
-    def handshakes_from(self, remote_ip: str) -> int:
-        return self._handshaking.get(remote_ip, 0)
 
     def event_dropped(self, device_id: str, name: str, why: Refusal) -> None:
         """Count an event the device may not publish (admission.py); said once a flush."""
@@ -346,6 +349,8 @@ class Gateway:
         (logged, then dropped) never holds back the others; only a store that cannot be
         reached keeps everything queued for the next sweep (and raises).
         """
+        if self._store is None:
+            return  # stopped before it had a store: nothing it queued can be written
         async with self._flush_lock:
             await self._write_queued()
 

@@ -97,7 +97,7 @@ class DeviceSession:
     def connected(self, driver: Driver) -> None:
         self.remote_ip = driver.peer_ip
         self._gateway.sessions.add(self)
-        self._handshaking = self._gateway.handshake_started(self.remote_ip)
+        self._handshaking = self._gateway.handshakes.start(self.remote_ip)
         if not self._handshaking:
             most = self._gateway.settings.max_handshakes_per_address
             self.fail(
@@ -126,7 +126,7 @@ class DeviceSession:
     def _handshake_over(self) -> None:
         if self._handshaking:
             self._handshaking = False
-            self._gateway.handshake_ended(self.remote_ip)
+            self._gateway.handshakes.end(self.remote_ip)
 
     def closed(self, exc: Exception | None) -> None:
         self._handshake_over()
