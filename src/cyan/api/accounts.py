@@ -43,9 +43,13 @@ router = APIRouter(tags=["accounts"])
 # OAuth clients and their secrets. They are public (printed in the Particle docs and in
 # every client's source), so they name the tool rather than prove anything: particle-cli
 # sends particle-cli (rest-api.md §3.1), particle-api-js particle-api (§3.3), the docs'
-# curl examples particle, and Cyan's own tools cyan.
+# curl examples particle, and Cyan's own tools cyan. particle-cli before 3.48 (its legacy
+# ApiClient, removed in 3.48.0: src/lib/api-client.js createAccessToken and sendOtp) sends
+# its settings.clientId CLI2 with the secret client_secret_here; npm still installs such
+# releases on Node 20 (3.43.1), where 3.48+ refuses to run.
 CLIENTS = {
     "particle-cli": "particle-cli",
+    "CLI2": "client_secret_here",
     "particle-api": "particle-api",
     "particle": "particle",
     "cyan": "cyan",
