@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,3 +42,26 @@ def test_bad_values_are_named(tmp_path: Path) -> None:
             data_dir=tmp_path, database_url="postgresql+asyncpg://u:secret@h/db", environ={}
         )
     )
+
+
+@pytest.mark.parametrize(
+    ("sources", "named", "fix"),
+    [
+        ({"api": {"port": 99999}}, "api.port (command line) = 99999", "the option you gave"),
+        ({"environ": {"CYAN_GATEWAY_PORT": "-1"}}, "CYAN_GATEWAY_PORT = '-1'", "unset it"),
+    ],
+    ids=["flag", "environment"],
+)
+def test_a_port_out_of_range_is_named_with_its_fix(
+    tmp_path: Path, sources: dict[str, Any], named: str, fix: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(data_dir=tmp_path, **{"environ": {}, **sources})
+    assert named in str(caught.value)
+    assert fix in caught.value.fix
+
+
+def test_a_port_out_of_range_in_the_file_names_the_file(tmp_path: Path) -> None:
+    (tmp_path / "cyan.toml").write_text("[api]\nport = 70000\n")
+    with pytest.raises(SettingsError, match=r"api\.port in .*cyan\.toml = 70000"):
+        load_settings(data_dir=tmp_path, environ={})

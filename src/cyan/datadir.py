@@ -18,6 +18,12 @@ class DataDirError(CyanError):
     pass
 
 
+NOT_SERVED_FIX = (
+    "Give the data directory `cyan serve` printed when it started (--data-dir or "
+    "CYAN_DATA_DIR), or start `cyan serve` once to create this one."
+)
+
+
 def prepare(data_dir: Path) -> Path:
     try:
         data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -27,6 +33,27 @@ def prepare(data_dir: Path) -> Path:
             fix="Pick another one with --data-dir or CYAN_DATA_DIR.",
         ) from exc
     return data_dir
+
+
+def require_served(data_dir: Path, database_url: str, looked_because: str) -> None:
+    """Refuse a data directory `cyan serve` never made (a typo would start a second cloud
+    whose tokens the running server refuses); nothing is created. ``looked_because`` says
+    why this directory: "--data-dir", "CYAN_DATA_DIR" or the default."""
+    missing = None
+    if not (data_dir / SERVER_KEY_FILE).is_file():
+        missing = data_dir / SERVER_KEY_FILE
+    elif database_url.startswith("sqlite") and not sqlite_file(database_url).is_file():
+        missing = sqlite_file(database_url)
+    if missing is not None:
+        raise DataDirError(
+            f"no Cyan data in {data_dir} ({looked_because}): {missing} does not exist",
+            fix=NOT_SERVED_FIX,
+        )
+
+
+def sqlite_file(database_url: str) -> Path:
+    """The file of a sqlite:///PATH or sqlite+aiosqlite:///PATH URL."""
+    return Path(database_url.split(":///", 1)[1].split("?", 1)[0])
 
 
 def _create_private(path: Path, data: bytes) -> bool:
@@ -50,6 +77,17 @@ def _create_private(path: Path, data: bytes) -> bool:
     finally:
         temporary.unlink()
     return True
+
+
+def load_server_key(data_dir: Path, looked_because: str) -> crypto.RsaPrivateKey:
+    """The server's key, which `cyan serve` made; DataDirError if there is none."""
+    if not (data_dir / SERVER_KEY_FILE).is_file():
+        raise DataDirError(
+            f"no server key in {data_dir} ({looked_because}): {data_dir / SERVER_KEY_FILE} "
+            "does not exist",
+            fix=NOT_SERVED_FIX,
+        )
+    return load_or_create_server_key(data_dir)
 
 
 def load_or_create_server_key(data_dir: Path) -> crypto.RsaPrivateKey:

@@ -16,10 +16,10 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import platformdirs
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from cyan.errors import CyanError
 
@@ -34,10 +34,14 @@ class SettingsError(CyanError):
     fix = "Check the CYAN_* environment variables and cyan.toml."
 
 
+# A TCP port; 0 asks the system for any free one (the tests do).
+Port = Annotated[int, Field(ge=0, le=65535)]
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     host: str = "0.0.0.0"
-    port: int = DEFAULT_DEVICE_PORT
+    port: Port = DEFAULT_DEVICE_PORT
     # Whole handshake guard; Brewskey's server uses 10 s, a Photon gives up after 20 s per read.
     handshake_timeout_s: float = 10.0
     # A silent device is pinged after this long, and dropped if the ping goes unanswered.
@@ -76,7 +80,7 @@ class ApiSettings:
     # Every address by default, as the device port: particle-cli on a laptop of the LAN
     # reaches it (put TLS in front before it crosses a network you do not trust).
     host: str = "0.0.0.0"
-    port: int = DEFAULT_API_PORT
+    port: Port = DEFAULT_API_PORT
     sse_keepalive_s: float = 9.0
     # POST /v1/users: anyone who reaches the API may create an account; off unless asked.
     allow_signup: bool = False
@@ -149,23 +153,26 @@ def _section(
             fix=f"The [{prefix}] settings are: {', '.join(sorted(names))}.",
         )
     values: dict[str, Any] = {}
-    origins: dict[str, str] = {}
+    origins: dict[str, tuple[str, str]] = {}  # where a value came from, and how to change it
     for name in names:
         env_name = f"CYAN_{prefix}_{name}".upper()
         if overrides.get(name) is not None:
-            values[name], origins[name] = overrides[name], f"the {name} option"
+            values[name] = overrides[name]
+            origins[name] = (f"{prefix}.{name} (command line)", "Correct the option you gave.")
         elif env_name in env:
-            values[name], origins[name] = env[env_name], env_name
+            values[name] = env[env_name]
+            origins[name] = (env_name, f"Correct {env_name} or unset it.")
         elif name in toml:
-            values[name], origins[name] = toml[name], f"{prefix}.{name} in {config_path}"
+            values[name] = toml[name]
+            origins[name] = (f"{prefix}.{name} in {config_path}", "Correct it in that file.")
     try:
         return TypeAdapter(cls).validate_python(values)
     except ValidationError as exc:
         error = exc.errors()[0]
         field_name = str(error["loc"][0]) if error["loc"] else "?"
         raw = values.get(field_name)
-        where = origins.get(field_name, field_name)
-        raise SettingsError(f"setting {where} = {raw!r}: {error['msg']}") from None
+        where, fix = origins.get(field_name, (field_name, SettingsError.fix))
+        raise SettingsError(f"setting {where} = {raw!r}: {error['msg']}", fix=fix) from None
 
 
 def load_settings(

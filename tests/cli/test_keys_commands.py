@@ -28,6 +28,7 @@ from cyan.keydir import DEVICE_KEY_FILE, SERVER_KEY_FILE, KeyStore
 from cyan.protocol import crypto, keys
 from cyan.settings import ADMIN_USERNAME, sqlite_url
 from cyan.store import Store
+from tests.served import served_data_dir
 from tests.system import LOOPBACK, eventually, failures_at, running_cloud
 
 T = TypeVar("T")
@@ -78,7 +79,7 @@ def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    return tmp_path / "data"
+    return served_data_dir(tmp_path / "data")
 
 
 @pytest.fixture

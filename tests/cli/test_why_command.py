@@ -10,6 +10,7 @@ from pathlib import Path
 from cyan.settings import ADMIN_USERNAME
 from cyan.store import DroppedEvents, Store
 from tests.cli.test_keys_commands import cyan, with_store
+from tests.served import served_data_dir
 
 DEVICE = "0123456789abcdef01234567"
 
@@ -24,7 +25,7 @@ def device_with_drops(data_dir: Path, over_rate: int, too_big: int) -> None:
                 [DroppedEvents(DEVICE, over_rate, too_big, at)]
             )
 
-    with_store(data_dir, work)
+    with_store(served_data_dir(data_dir), work)
 
 
 def test_dropped_events_are_named_with_what_to_do(tmp_path: Path) -> None:

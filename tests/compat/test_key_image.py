@@ -19,6 +19,7 @@ import pytest
 from cyan.datadir import SERVER_PUBLIC_DER_FILE
 from cyan.protocol import crypto, keys
 from tests.compat.conftest import NODE_MODULES, client_environment
+from tests.served import served_data_dir
 
 CYAN = str(Path(sys.executable).parent / "cyan")
 TIMEOUT_S = 60.0
@@ -107,7 +108,7 @@ def test_image_with_a_host_is_byte_equal_to_particle_cli(
 
 def test_image_without_a_host_is_byte_equal_to_particle_cli(node: Path, tmp_path: Path) -> None:
     """The default key is the data dir's; no address block, so a Photon goes to Particle."""
-    data_dir = tmp_path / "data"
+    data_dir = served_data_dir(tmp_path / "data")
     ours = cyan_image(tmp_path, data_dir)
     theirs = particle_cli_image(node, tmp_path, data_dir / SERVER_PUBLIC_DER_FILE, None, None)
     assert len(theirs) == keys.SERVER_KEY_IMAGE_BYTES

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.ports import free_port
+from tests.served import served_data_dir
 
 CYAN = shutil.which("cyan") or str(Path(sys.executable).parent / "cyan")
 # Hang bound for processes to come up; not a speed check. A loaded CI machine has taken
@@ -154,7 +155,7 @@ def test_cli_errors_say_what_and_how_to_fix(tmp_path: Path) -> None:
 
 
 def test_device_list_shows_registered_devices(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = served_data_dir(tmp_path / "data")
     keys_dir = tmp_path / "k"
     device_id = new_registered_device(keys_dir, "shed", data)
     listing = cyan("device", "list", data_dir=data).stdout

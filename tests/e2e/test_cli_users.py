@@ -20,6 +20,7 @@ import pytest
 from cyan.settings import sqlite_url
 from cyan.store import Store, UserRecord
 from tests.ports import free_port
+from tests.served import served_data_dir
 
 CYAN = shutil.which("cyan") or str(Path(sys.executable).parent / "cyan")
 BOUND_S = 20.0  # hang bound for the server to come up; not a speed check
@@ -60,7 +61,7 @@ def token_id(token: str) -> str:
 
 
 def test_user_add_list_and_password(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = served_data_dir(tmp_path / "data")
     added = cyan(
         "user", "add", "ada@example.com", "--password-stdin", data_dir=data, stdin=PASSWORD
     )
@@ -110,7 +111,7 @@ def test_user_add_list_and_password(tmp_path: Path) -> None:
 
 
 def test_user_errors_say_what_and_how_to_fix(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = served_data_dir(tmp_path / "data")
     cyan("user", "add", "ada@example.com", "--password-stdin", data_dir=data, stdin=PASSWORD)
     again = cyan(
         "user",
@@ -147,7 +148,7 @@ def test_user_errors_say_what_and_how_to_fix(tmp_path: Path) -> None:
 
 
 def test_token_list_and_revoke(tmp_path: Path) -> None:
-    data = tmp_path / "data"
+    data = served_data_dir(tmp_path / "data")
     cyan("user", "add", "ada@example.com", "--password-stdin", data_dir=data, stdin=PASSWORD)
     token = cyan("token", "create", "--user", "ada@example.com", data_dir=data).stdout.strip()
     dated = cyan("token", "create", "--expires-in", "3600", data_dir=data).stdout.strip()

@@ -17,6 +17,7 @@ import pytest
 
 from tests.e2e.served import LOOPBACK, Served, wait_for_line
 from tests.e2e.test_cli_processes import BOUND_S, cyan, processes
+from tests.served import served_data_dir
 
 __all__ = ["processes"]  # the fixture, imported for its name
 
@@ -91,7 +92,7 @@ def test_each_fault_switch_fails_at_its_stage_and_the_printed_fix_repairs_it(
 def test_bad_fault_switches_are_refused_plainly(
     tmp_path: Path, args: list[str], message: str
 ) -> None:
-    data = tmp_path / "data"
+    data = served_data_dir(tmp_path / "data")
     cyan("keys", "new", "--out", str(tmp_path / "k"), data_dir=data)
     run = cyan("device", "run", "--keys", str(tmp_path / "k"), *args, data_dir=data, check=False)
     assert run.returncode != 0

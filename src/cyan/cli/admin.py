@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 from rich.table import Table
 
-from cyan.cli.options import DatabaseUrl, DataDir
+from cyan.cli.options import DatabaseUrl, DataDir, data_dir_origin
 from cyan.cli.output import console, fail, out, reports_errors
-from cyan.datadir import prepare
+from cyan.datadir import require_served
 from cyan.protocol import crypto, keys
 from cyan.settings import ADMIN_USERNAME, load_settings
 
@@ -33,7 +33,7 @@ def with_store(
     from cyan.store import Store
 
     settings = load_settings(data_dir=data_dir, database_url=database_url)
-    prepare(settings.data_dir)
+    require_served(settings.data_dir, settings.database_url, data_dir_origin(data_dir))
 
     async def run() -> T:
         store = await Store.open(settings.database_url)

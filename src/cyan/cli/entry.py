@@ -9,6 +9,7 @@ goes to the whole app (main.py).
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
 
@@ -37,7 +38,21 @@ def main() -> None:
         app.command("serve")(serve)
     else:
         from cyan.cli.main import app
-    app()
+    command = typer.main.get_command(app)
+    _untyped_flags(command)
+    command()
+
+
+def _untyped_flags(command: Any) -> None:
+    """Show no value type beside a flag: Typer's help prints ``--help <bool>``, and a reader
+    would type a value after a flag that takes none. (Duck-typed: Typer 0.2x ships its own
+    copy of click, whose classes it does not export.)"""
+    helper = command.get_help_option(typer.Context(command, info_name=command.name))
+    for option in [*command.params, helper]:
+        if getattr(option, "is_flag", False):
+            option.metavar = ""
+    for child in getattr(command, "commands", {}).values():
+        _untyped_flags(child)
 
 
 def _group() -> None:

@@ -15,10 +15,10 @@ import typer
 from rich.table import Table
 
 from cyan.cli.admin import with_store
-from cyan.cli.options import DatabaseUrl, DataDir
+from cyan.cli.options import DatabaseUrl, DataDir, data_dir_origin
 from cyan.cli.output import console, fail, out, reports_errors
 from cyan.datadir import SERVER_KEY_FILE as OWN_KEY_FILE
-from cyan.datadir import load_or_create_server_key
+from cyan.datadir import load_or_create_server_key, load_server_key
 from cyan.dfu import (
     DCT_ALT,
     DFU_MODE,
@@ -46,7 +46,9 @@ PARTICLE_CLOUD = "not set: device goes to Particle's cloud (device.spark.io)"
 def server_public_key(path: Path | None, data_dir: Path | None) -> crypto.RsaPublicKey:
     """The key in ``path`` (PEM, DER or a key image), else this server's from the data dir."""
     if path is None:
-        return load_or_create_server_key(load_settings(data_dir=data_dir).data_dir).public_key()
+        # Only `cyan serve` makes a server key: one made here would be trusted by nobody.
+        directory = load_settings(data_dir=data_dir).data_dir
+        return load_server_key(directory, data_dir_origin(data_dir)).public_key()
     try:
         public = crypto.load_public_key(path.read_bytes())
     except (OSError, ValueError) as exc:

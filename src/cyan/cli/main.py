@@ -32,5 +32,21 @@ def version() -> None:
     typer.echo(__version__)
 
 
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    show_version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="Print Cyan's version."
+    ),
+) -> None:
+    # No docstring: the group's help stays the one new_app() gives it.
+    pass
+
+
 if __name__ == "__main__":
     app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -25,3 +26,12 @@ DatabaseUrl = Annotated[
         show_default=False,
     ),
 ]
+
+
+def data_dir_origin(flag: Path | None) -> str:
+    """Why a command looks in the data directory it uses, for its error messages."""
+    if flag is not None:
+        return "from --data-dir"
+    if os.environ.get("CYAN_DATA_DIR"):
+        return "from CYAN_DATA_DIR"
+    return "the default; --data-dir or CYAN_DATA_DIR choose another"
