@@ -52,7 +52,11 @@ def test_cyan_serve_starts_without_the_other_commands() -> None:
     assert "Usage: cyan serve [OPTIONS]" in alone.stdout
     # The same help as the whole app gives for it.
     helps = []
-    for run in ("from cyan.cli.entry import main; main()", "from cyan.cli.main import app; app()"):
+    whole = (
+        "import typer; from cyan.cli.main import app; from cyan.cli.entry import _untyped_flags; "
+        "command = typer.main.get_command(app); _untyped_flags(command); command()"
+    )
+    for run in ("from cyan.cli.entry import main; main()", whole):
         shown = subprocess.run(
             [sys.executable, "-c", f"import sys; sys.argv = ['cyan', 'serve', '--help']; {run}"],
             capture_output=True,
